@@ -1,0 +1,61 @@
+# Quick start: `make demo` runs the main job on the embedded defaults; `make test` passes the tests.
+# Both install what they need on a fresh machine: the venv, the Kafka jars (Maven), PostgreSQL.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: system-deps install jars postgres lint typecheck test test-fast demo bench dashboard clean infra-up infra-down
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps:
+	bash infra/system-deps.sh
+
+jars: $(STAMP)
+	@command -v java >/dev/null && command -v mvn >/dev/null || bash infra/system-deps.sh
+	$(BIN)/python -c "from infra.kafka_local import ensure_jars; from infra.settings import get_settings; print(ensure_jars(get_settings()))"
+
+postgres:
+	bash infra/postgres.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The whole suite: lint, types, unit, property, integration (real Kafka), SQLite and PostgreSQL.
+test: system-deps $(STAMP) jars
+	@PG_URL=$$(bash infra/postgres.sh | tail -n 1) && \
+	$(MAKE) --no-print-directory lint typecheck && \
+	SPACES_TEST_POSTGRES_URL=$$PG_URL $(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration and not browser" -q
+
+demo: $(STAMP) jars
+	$(BIN)/spaces demo
+
+dashboard: $(STAMP)
+	$(BIN)/spaces dashboard
+
+bench: $(STAMP) jars
+	$(BIN)/python -m bench.run
+
+infra-up: $(STAMP) jars
+	$(BIN)/spaces infra up
+
+infra-down: $(STAMP)
+	$(BIN)/spaces infra down
+
+clean:
+	-$(BIN)/spaces infra down
+	rm -rf .spaces artifacts

@@ -1,0 +1,214 @@
+"""The effectively-once consume loop shared by the room authority and the statistics.
+
+Per batch: read many records, decide them inside ONE database transaction
+(state, processed ``event_id`` s and outbox rows together), commit it, and only
+then commit the Kafka offsets. A crash before the database commit redelivers
+the batch and it is decided again from the old state; a crash between the two
+commits redelivers it and the ``event_id`` check skips what was already done.
+
+FastStream 0.7 cannot give this loop what it needs (the range assignor, a
+database commit between fetch and offset commit, per-partition offsets, a
+rebalance hook that waits for the batch in flight), so it is plain aiokafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import heapq
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from aiokafka import TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+
+from infra.db import Database, UnitOfWork
+from infra.kafka import make_group_consumer
+from infra.observability import METRICS
+from infra.settings import Settings
+from schemas.outputs import DeadLetter
+
+log = logging.getLogger(__name__)
+
+
+class Record(Protocol):
+    """The fields of an aiokafka ``ConsumerRecord`` this code reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+class BatchProcessor(Protocol):
+    """What a consumer does with one batch, inside the unit of work it is given."""
+
+    name: str
+
+    async def process(self, uow: UnitOfWork, records: Sequence[Record]) -> None: ...
+
+
+def merge_by_time(batches: dict[TopicPartition, list[Record]]) -> list[Record]:
+    """Interleave partitions by record timestamp, never reordering within a partition.
+
+    A room's inputs arrive on three topics; merging by time means a room
+    configured a moment before a booking is, within a fetch, decided first.
+    """
+    streams = [records for _, records in sorted(batches.items())]
+    return list(heapq.merge(*streams, key=lambda record: record.timestamp))
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for problem in error.errors()[:5]:
+        where = ".".join(str(p) for p in problem["loc"]) or "message"
+        parts.append(f"{where}: {problem['msg']}")
+    return "contract violation: " + "; ".join(parts)
+
+
+def dead_letter(
+    uow: UnitOfWork,
+    settings: Settings,
+    record: Record,
+    reason: str,
+    group: str,
+    now: datetime,
+) -> None:
+    """Park an input nobody can decide, with its original bytes and where it came from."""
+    letter = DeadLetter(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=base64.b64encode(record.key).decode() if record.key is not None else None,
+        original=base64.b64encode(record.value or b"").decode(),
+        reason=reason,
+        consumer_group=group,
+        received_at=now,
+    )
+    key = record.key.decode("utf-8", "replace") if record.key else None
+    uow.publish(settings.topics.dead_letters, key, letter.model_dump(mode="json"))
+    METRICS.inc("dead_letters_total")
+    log.warning(
+        "dead letter",
+        extra={
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "reason": reason,
+        },
+    )
+
+
+class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions are given up only between batches, after their offsets are committed."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self.lock = lock
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        async with self.lock:
+            log.info("partitions revoked", extra={"partitions": sorted(map(str, revoked))})
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": sorted(map(str, assigned))})
+
+
+@dataclass
+class LoopOptions:
+    group_id: str
+    topics: tuple[str, ...]
+    max_records: int
+    timeout_ms: int
+    db_retries: int = 5
+
+
+class EffectivelyOnceLoop:
+    def __init__(
+        self, settings: Settings, db: Database, processor: BatchProcessor, options: LoopOptions
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.processor = processor
+        self.options = options
+        self._lock = asyncio.Lock()
+        self.batches = 0
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        consumer = make_group_consumer(self.settings, self.options.group_id, ())
+        consumer.subscribe(list(self.options.topics), listener=_WaitForBatch(self._lock))
+        await consumer.start()
+        log.info(
+            "consumer started",
+            extra={"group": self.options.group_id, "topics": list(self.options.topics)},
+        )
+        if ready is not None:
+            ready.set()
+        try:
+            while not stop.is_set():
+                fetched = await consumer.getmany(
+                    timeout_ms=self.options.timeout_ms, max_records=self.options.max_records
+                )
+                if not fetched:
+                    continue
+                async with self._lock:
+                    records = merge_by_time(fetched)
+                    await self._decide(records)
+                    offsets = {tp: recs[-1].offset + 1 for tp, recs in fetched.items()}
+                    try:
+                        await consumer.commit(offsets)
+                    except (CommitFailedError, IllegalStateError) as error:
+                        # The database already holds the batch; whoever owns these
+                        # partitions now will see its event ids and skip them.
+                        METRICS.inc(f"{self.processor.name}_commit_failures_total")
+                        log.warning("offset commit failed", extra={"error": str(error)})
+                    self.batches += 1
+                    METRICS.inc(f"{self.processor.name}_records_total", len(records))
+                    log.debug(
+                        "batch committed",
+                        extra={
+                            "group": self.options.group_id,
+                            "records": len(records),
+                            "offsets": {str(tp): off for tp, off in offsets.items()},
+                        },
+                    )
+        finally:
+            # Leaving the group here hands our partitions over at once (graceful SIGTERM).
+            await consumer.stop()
+            log.info("consumer stopped", extra={"group": self.options.group_id})
+
+    async def _decide(self, records: Sequence[Record]) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with self.db.unit_of_work(self.options.group_id) as uow:
+                    await self.processor.process(uow, records)
+                return
+            except DBAPIError as error:
+                # Lock timeouts, serialization failures and a new room inserted by the
+                # previous owner during a rebalance: the transaction rolled back, retry it.
+                attempt += 1
+                METRICS.inc(f"{self.processor.name}_db_retries_total")
+                if attempt > self.options.db_retries:
+                    raise
+                log.warning(
+                    "batch rolled back, retrying",
+                    extra={"attempt": attempt, "error": str(error.orig)[:200]},
+                )
+                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+
+
+def record_key(record: Record) -> str | None:
+    return record.key.decode("utf-8", "replace") if record.key is not None else None
+
+
+def headers_of(record: Record) -> dict[str, Any]:
+    return {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}

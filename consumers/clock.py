@@ -1,0 +1,89 @@
+"""The clock: time-driven decisions go through the log like every other input.
+
+An APScheduler job appends a ``clock.tick`` per room to the ``capacity`` topic.
+The room authority turns it into no-show releases and the closing check-out, so
+those decisions are made by the room's one owner, in order, and recorded once.
+The tick's ``event_id`` is derived from the room and the time slot, so two
+clocks running by mistake produce the same ticks and the second is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from uuid import UUID, uuid5
+
+from aiokafka import AIOKafkaProducer
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import select
+
+from infra.db import Database, RoomRow, utcnow
+from infra.kafka import encode, make_producer
+from infra.settings import Settings
+from schemas.inputs import ClockTick
+
+log = logging.getLogger(__name__)
+_TICK_NAMESPACE = UUID("3f0b9d52-0c5e-4e61-9a3c-7f1f6f3b2d44")
+
+
+def tick_for(room_id: str, now: datetime, interval_s: float) -> ClockTick:
+    slot = int(now.timestamp() // interval_s)
+    return ClockTick(
+        event_id=uuid5(_TICK_NAMESPACE, f"{room_id}:{interval_s}:{slot}"),
+        occurred_at=now,
+        room_id=room_id,
+    )
+
+
+class Clock:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.producer: AIOKafkaProducer | None = None
+        self.scheduler = AsyncIOScheduler(timezone=settings.timezone)
+
+    async def room_ids(self) -> list[str]:
+        async with self.db.session() as session:
+            return list(await session.scalars(select(RoomRow.room_id).order_by(RoomRow.room_id)))
+
+    async def tick(self, now: datetime | None = None) -> int:
+        """Append one tick per known room; returns how many were sent."""
+        if self.producer is None:
+            return 0
+        now = now or utcnow()
+        rooms = await self.room_ids()
+        futures = [
+            await self.producer.send(
+                self.settings.topics.capacity,
+                key=room_id.encode(),
+                value=encode(
+                    tick_for(room_id, now, self.settings.clock_interval_s).model_dump(mode="json")
+                ),
+            )
+            for room_id in rooms
+        ]
+        for future in futures:
+            await future
+        log.debug("clock ticked", extra={"rooms": len(rooms)})
+        return len(rooms)
+
+    async def start(self) -> None:
+        self.producer = make_producer(self.settings)
+        await self.producer.start()
+        self.scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.settings.clock_interval_s,
+            id="clock-tick",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=utcnow(),
+        )
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self.producer is not None:
+            await self.producer.stop()
+            self.producer = None

@@ -1,0 +1,136 @@
+"""The outbox relay: publishes what the consumers committed, in commit order.
+
+Every message carries the header ``spaces-outbox-id``. On start the relay reads
+the tail of each output partition and marks the rows it finds there as
+published, so a crash between Kafka's acknowledgement and the database update
+does not publish them a second time. Run one relay per database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from infra.db import Database, OutboxRow
+from infra.kafka import encode, make_producer
+from infra.observability import METRICS
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
+HEADER = "spaces-outbox-id"
+BATCH = 500
+
+
+class OutboxRelay:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.published = 0
+
+    def output_topics(self) -> tuple[str, ...]:
+        topics = self.settings.topics
+        return (topics.decisions, topics.occupancy, topics.dead_letters, topics.usage_monthly)
+
+    async def recover(self) -> int:
+        """Mark as published the unpublished rows already in the log; returns how many."""
+        pending = await self.db.unpublished(BATCH)
+        if not pending:
+            return 0
+        wanted = {row.id for row in pending}
+        found = await self._ids_in_tails(self.output_topics(), depth=BATCH)
+        done = sorted(wanted & found)
+        await self.db.mark_published(done)
+        if done:
+            log.warning("outbox recovery: rows already in the log", extra={"rows": len(done)})
+        return len(done)
+
+    async def _ids_in_tails(self, topics: tuple[str, ...], depth: int) -> set[int]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False
+        )
+        await consumer.start()
+        found: set[int] = set()
+        try:
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in sorted(
+                    consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
+                )
+            ]
+            if not partitions:
+                return found
+            consumer.assign(partitions)
+            ends = await consumer.end_offsets(partitions)
+            begins = await consumer.beginning_offsets(partitions)
+            remaining = {}
+            for tp in partitions:
+                start = max(begins[tp], ends[tp] - depth)
+                if start < ends[tp]:
+                    consumer.seek(tp, start)
+                    remaining[tp] = ends[tp]
+            while remaining:
+                fetched = await consumer.getmany(*remaining, timeout_ms=1000)
+                for tp, records in fetched.items():
+                    for record in records:
+                        for name, value in record.headers or ():
+                            if name == HEADER:
+                                found.add(int(value))
+                        if record.offset + 1 >= remaining.get(tp, 0):
+                            remaining.pop(tp, None)
+                if not fetched:
+                    # Compaction can leave the last offsets empty: ask where we are.
+                    for tp in list(remaining):
+                        if await consumer.position(tp) >= remaining[tp]:
+                            remaining.pop(tp)
+        finally:
+            await consumer.stop()
+        return found
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        producer = make_producer(self.settings)
+        await producer.start()
+        try:
+            await self.recover()
+            if ready is not None:
+                ready.set()
+            while not stop.is_set():
+                rows = await self.db.unpublished(BATCH)
+                if not rows:
+                    await _sleep_or_stop(stop, self.settings.relay_interval_s)
+                    continue
+                await self.publish(producer, rows)
+            # Drain what was committed before the stop, so a graceful stop leaves nothing behind.
+            while rows := await self.db.unpublished(BATCH):
+                await self.publish(producer, rows)
+        finally:
+            await producer.stop()
+
+    async def publish(self, producer: AIOKafkaProducer, rows: list[OutboxRow]) -> None:
+        futures = [
+            await producer.send(
+                row.topic,
+                value=encode(row.value),
+                key=row.key.encode("utf-8") if row.key is not None else None,
+                headers=[(HEADER, str(row.id).encode())],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        await self.db.mark_published([row.id for row in rows])
+        self.published += len(rows)
+        METRICS.inc("outbox_published_total", len(rows))
+        log.debug("outbox published", extra={"rows": len(rows), "last_id": rows[-1].id})
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,203 @@
+"""``spaces report --month YYYY-MM [--center ID]``: a month's usage table in the terminal.
+
+Reads ``usage_monthly`` and ``rooms`` only (the same queries as the dashboard). Per center:
+one row per room, a total row (the center aggregate), and the monthly average of visits and
+booked hours over every month stored for that center up to the month asked for ("since the
+center opened"). The formatting helpers are pure functions of plain dicts.
+"""
+
+from __future__ import annotations
+
+import sys
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from entrypoints.dashboard import (
+    BadRequest,
+    center_exists,
+    center_history,
+    check_month,
+    list_centers,
+    month_usage,
+    read_engine,
+)
+from infra.settings import Settings
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Room", "<"),
+    ("Visits", ">"),
+    ("Confirmed", ">"),
+    ("Cancelled", ">"),
+    ("No-shows", ">"),
+    ("Rejected", ">"),
+    ("Booked h", ">"),
+    ("Open h", ">"),
+    ("Util", ">"),
+    ("Denied", ">"),
+    ("Members", ">"),
+    ("Peak", ">"),
+    ("Status", "<"),
+)
+
+
+# --- pure formatting ------------------------------------------------------------------
+
+
+def display_width(text: str) -> int:
+    """Terminal columns: Hangul and other wide characters take two."""
+    width = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
+
+
+def pad(text: str, width: int, align: str = "<") -> str:
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if align == ">" else text + fill
+
+
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], aligns: Sequence[str]
+) -> str:
+    """A plain text table; the last row is set off by a rule (the total)."""
+    widths = [display_width(h) for h in headers]
+    for row in rows:
+        widths = [max(w, display_width(c)) for w, c in zip(widths, row, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(pad(c, w, a) for c, w, a in zip(cells, widths, aligns, strict=True))
+
+    rule = "  ".join("-" * w for w in widths)
+    out = [line(headers), rule]
+    out += [line(row) for row in rows[:-1]]
+    if rows:
+        out += [rule, line(rows[-1])]
+    return "\n".join(line.rstrip() for line in out)
+
+
+def fmt_int(value: float) -> str:
+    return f"{int(value):,}"
+
+
+def fmt_hours(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def fmt_pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def status(aggregate: dict[str, Any]) -> str:
+    if not aggregate.get("has_data", True):
+        return "no data"
+    if aggregate.get("revised_after_close"):
+        return f"final, revised ({aggregate.get('revision', 0)})"
+    return "final" if aggregate.get("final") else "open"
+
+
+def table_row(label: str, aggregate: dict[str, Any]) -> list[str]:
+    a = aggregate
+    return [
+        label,
+        fmt_int(a["visits"]),
+        fmt_int(a["bookings_confirmed"]),
+        fmt_int(a["bookings_cancelled"]),
+        fmt_int(a["no_shows"]),
+        fmt_int(a["bookings_rejected"]),
+        fmt_hours(a["booked_hours"]),
+        fmt_hours(a["open_hours"]),
+        fmt_pct(a["utilization"]),
+        fmt_int(a["checkins_denied"]),
+        fmt_int(a["unique_members"]),
+        fmt_int(a["peak_occupancy"]),
+        status(a),
+    ]
+
+
+def monthly_average(history: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Average visits and booked hours over the months given (stored months only)."""
+    if not history:
+        return None
+    n = len(history)
+    return {
+        "first": history[0]["month"],
+        "last": history[-1]["month"],
+        "months": n,
+        "visits": sum(m["visits"] for m in history) / n,
+        "booked_hours": sum(m["booked_hours"] for m in history) / n,
+    }
+
+
+def average_line(average: dict[str, Any] | None) -> str:
+    if average is None:
+        return "Monthly average since the center opened: no monthly figures yet"
+    months = average["months"]
+    return (
+        f"Monthly average since the center opened ({average['first']}, "
+        f"{months} month{'s' if months != 1 else ''}): "
+        f"{average['visits']:,.1f} visits, {average['booked_hours']:,.1f} booked hours"
+    )
+
+
+def render_center(usage: dict[str, Any], history: Sequence[dict[str, Any]]) -> str:
+    """The block printed for one center: title, table (rooms + total) and the average."""
+    title = f"{usage['center_id']} — {usage['month']} ({status(usage['center'])})"
+    rows = [table_row(f"{r['name']} ({r['room_id']})", r) for r in usage["rooms"]]
+    rows.append(table_row("Total", usage["center"]))
+    headers = [name for name, _ in COLUMNS]
+    aligns = [align for _, align in COLUMNS]
+    table = format_table(headers, rows, aligns)
+    return f"{title}\n{table}\n{average_line(monthly_average(history))}\n"
+
+
+def has_data(usage: dict[str, Any]) -> bool:
+    return bool(usage["center"]["has_data"]) or any(r["has_data"] for r in usage["rooms"])
+
+
+# --- the command ----------------------------------------------------------------------
+
+
+async def _blocks(session: AsyncSession, month: str, center: str | None) -> list[str] | str:
+    """The printed blocks, or an error message."""
+    if center is not None:
+        if not await center_exists(session, center):
+            return f"unknown center {center!r}"
+        centers = [center]
+    else:
+        centers = [c["center_id"] for c in await list_centers(session)]
+    blocks = []
+    for ident in centers:
+        usage = await month_usage(session, ident, month, chart_months=1)
+        if not has_data(usage):
+            continue
+        history = await center_history(session, ident, month)
+        blocks.append(render_center(usage, history))
+    if not blocks:
+        where = f"center {center!r}" if center is not None else "any center"
+        return f"no usage figures for {month} in {where}"
+    return blocks
+
+
+async def report(settings: Settings, month: str, center: str | None) -> int:
+    """Print the month's usage table per center; 1 (and a message) when there is nothing."""
+    try:
+        check_month(month)
+    except BadRequest as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    engine = read_engine(settings)
+    try:
+        async with AsyncSession(engine) as session:
+            result = await _blocks(session, month, center)
+    finally:
+        await engine.dispose()
+    if isinstance(result, str):
+        print(result, file=sys.stderr)
+        return 1
+    print("\n".join(result), end="")
+    return 0

@@ -1,0 +1,291 @@
+"""SQLAlchemy 2 (async) tables, engine and the unit of work.
+
+The unit of work is what makes processing effectively-once: a batch's new room
+states, the ids of the inputs it consumed and the messages it must publish (the
+outbox) are committed in one database transaction, before Kafka offsets are.
+SQLite (the embedded default) and PostgreSQL (production, CI) are both served.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from infra.settings import Settings
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RoomRow(Base):
+    """The room authority's state of one room, as the domain's JSON document."""
+
+    __tablename__ = "rooms"
+    room_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    center_id: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    occupancy: Mapped[int] = mapped_column(Integer)
+    capacity: Mapped[int] = mapped_column(Integer)
+    decisions: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ProcessedInput(Base):
+    """Every input a consumer group has decided, by ``event_id``: redeliveries are skipped."""
+
+    __tablename__ = "processed_inputs"
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(249))
+    partition: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxRow(Base):
+    """A message to publish, written in the same transaction as the state it reports."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    topic: Mapped[str] = mapped_column(String(249))
+    key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (Index("ix_outbox_unpublished", "published", "id"),)
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class UsageStateRow(Base):
+    """The statistics consumer's fold state, per room (``room:<id>``) or center."""
+
+    __tablename__ = "usage_state"
+    scope_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UsageMonthlyRow(Base):
+    """The latest ``usage-monthly`` value for each key, as dashboards read it."""
+
+    __tablename__ = "usage_monthly"
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(10))
+    ident: Mapped[str] = mapped_column(String(64), index=True)
+    month: Mapped[str] = mapped_column(String(7), index=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    final: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    url = settings.database_url
+    if not is_sqlite(url):
+        return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, start transactions; WAL lets the relay and the
+        # dashboard read while a consumer writes.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _sqlite_begin(conn: Connection) -> None:
+        # Take the write lock up front: two writers never deadlock upgrading a read lock.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _create_all(conn: Connection) -> None:
+    Base.metadata.create_all(conn)
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from infra.migrations import upgrade_to_head
+
+    async with engine.connect() as conn:
+        await conn.run_sync(upgrade_to_head)
+        await conn.commit()
+
+
+class UnitOfWork:
+    """One database transaction: room states, processed inputs and outbox rows together."""
+
+    def __init__(self, session: AsyncSession, consumer: str) -> None:
+        self.session = session
+        self.consumer = consumer
+        self._sqlite = session.bind.dialect.name == "sqlite"
+
+    async def already_processed(self, event_ids: Iterable[str]) -> set[str]:
+        ids = list(event_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await self.session.scalars(
+                select(ProcessedInput.event_id).where(
+                    ProcessedInput.consumer == self.consumer, ProcessedInput.event_id.in_(chunk)
+                )
+            )
+            found.update(rows)
+        return found
+
+    def mark_processed(self, event_id: str, topic: str, partition: int, offset: int) -> None:
+        self.session.add(
+            ProcessedInput(
+                consumer=self.consumer,
+                event_id=event_id,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                processed_at=utcnow(),
+            )
+        )
+
+    async def load_rooms(self, room_ids: Iterable[str]) -> dict[str, RoomRow]:
+        """Rooms of this batch, locked until commit (PostgreSQL ``FOR UPDATE``)."""
+        ids = sorted(set(room_ids))
+        if not ids:
+            return {}
+        query = select(RoomRow).where(RoomRow.room_id.in_(ids)).order_by(RoomRow.room_id)
+        if not self._sqlite:
+            query = query.with_for_update()
+        rows = await self.session.scalars(query)
+        return {row.room_id: row for row in rows}
+
+    def add_room(self, row: RoomRow) -> None:
+        self.session.add(row)
+
+    async def load_usage_states(self, scope_ids: Iterable[str]) -> dict[str, UsageStateRow]:
+        ids = sorted(set(scope_ids))
+        if not ids:
+            return {}
+        query = select(UsageStateRow).where(UsageStateRow.scope_id.in_(ids))
+        query = query.order_by(UsageStateRow.scope_id)
+        if not self._sqlite:
+            query = query.with_for_update()
+        rows = await self.session.scalars(query)
+        return {row.scope_id: row for row in rows}
+
+    def add(self, row: Base) -> None:
+        self.session.add(row)
+
+    def publish(self, topic: str, key: str | None, value: dict[str, Any] | str) -> None:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        self.session.add(OutboxRow(topic=topic, key=key, value=text, created_at=utcnow()))
+
+    async def upsert_usage(
+        self, key: str, scope: str, ident: str, month: str, value: dict[str, Any], final: bool
+    ) -> None:
+        row = await self.session.get(UsageMonthlyRow, key)
+        now = utcnow()
+        if row is None:
+            self.session.add(
+                UsageMonthlyRow(
+                    key=key,
+                    scope=scope,
+                    ident=ident,
+                    month=month,
+                    value=value,
+                    final=final,
+                    updated_at=now,
+                )
+            )
+        else:
+            row.value = value
+            row.final = final
+            row.updated_at = now
+
+
+class Database:
+    """Engine plus a factory of units of work."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings)
+
+    async def migrate(self) -> None:
+        await migrate(self.engine)
+
+    @asynccontextmanager
+    async def unit_of_work(self, consumer: str) -> AsyncIterator[UnitOfWork]:
+        async with AsyncSession(self.engine, expire_on_commit=False) as session, session.begin():
+            yield UnitOfWork(session, consumer)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    async def mark_published(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        async with self.session() as session, session.begin():
+            for start in range(0, len(ids), 500):
+                await session.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id.in_(ids[start : start + 500]))
+                    .values(published=True, published_at=utcnow())
+                )
+
+    async def unpublished(self, limit: int) -> list[OutboxRow]:
+        async with self.session() as session:
+            rows = await session.scalars(
+                select(OutboxRow)
+                .where(OutboxRow.published.is_(False))
+                .order_by(OutboxRow.id)
+                .limit(limit)
+            )
+            return list(rows)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,63 @@
+"""Thin aiokafka adapters: the idempotent producer, group consumers, partitioning.
+
+Consumers that must control commits and assignment use aiokafka directly (see
+docs/architecture.md for why FastStream is not used there).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.partitioner import murmur2
+
+from infra.settings import Settings
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key`` (murmur2, like Java)."""
+    hashed: int = murmur2(key.encode("utf-8"))
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def encode(value: dict[str, Any] | str) -> bytes:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text.encode("utf-8")
+
+
+def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """``acks=all`` plus the idempotent producer, as the contract requires of every producer."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 2,
+        "request_timeout_ms": 30000,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def make_group_consumer(
+    settings: Settings, group_id: str, topics: tuple[str, ...], **overrides: Any
+) -> AIOKafkaConsumer:
+    """A consumer whose partition p of every topic lands on the same member (range assignor).
+
+    Offsets are committed by hand, after the database transaction that recorded
+    what the batch decided.
+    """
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "partition_assignment_strategy": (RangePartitionAssignor,),
+        "max_poll_interval_ms": 300000,
+        "session_timeout_ms": 10000,
+        "heartbeat_interval_ms": 2000,
+        "isolation_level": "read_committed",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)

@@ -1,0 +1,102 @@
+"""One settings object for the whole system (env vars prefixed ``SPACES_``).
+
+Every topic name, partition count, database URL and tunable lives here so that
+producers, consumers, the local broker and the tests can never disagree.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Topics(BaseSettings):
+    """Topic names of the wire contract (contract-v1)."""
+
+    model_config = SettingsConfigDict(env_prefix="SPACES_TOPIC_", extra="ignore")
+
+    capacity: str = "capacity"
+    bookings: str = "bookings"
+    checkins: str = "checkins"
+    decisions: str = "decisions"
+    occupancy: str = "occupancy"
+    usage_monthly: str = "usage-monthly"
+    dead_letters: str = "dead-letters"
+
+    @property
+    def inputs(self) -> tuple[str, str, str]:
+        return (self.capacity, self.bookings, self.checkins)
+
+    @property
+    def compacted(self) -> tuple[str, str]:
+        return (self.occupancy, self.usage_monthly)
+
+    def all(self) -> tuple[str, ...]:
+        return (
+            self.capacity,
+            self.bookings,
+            self.checkins,
+            self.decisions,
+            self.occupancy,
+            self.usage_monthly,
+            self.dead_letters,
+        )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPACES_", extra="ignore")
+
+    # Kafka. When ``kafka_bootstrap`` is set we use that cluster and start nothing.
+    kafka_bootstrap: str | None = None
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "512m"
+    kafka_version: str = "4.1.1"
+    partitions: int = Field(default=6, ge=1)
+
+    # Where the local broker keeps its storage, pid and log, and where jars are cached.
+    home: Path = Path(".spaces")
+    jar_cache: Path = Path.home() / ".cache" / "community-spaces"
+
+    database_url: str = "sqlite+aiosqlite:///.spaces/spaces.db"
+
+    # Domain defaults.
+    timezone: str = "Asia/Seoul"
+    no_show_grace_minutes: int = Field(default=15, ge=0)
+    late_checkin_tolerance_minutes: int = Field(default=10, ge=0)
+    decide_at: Literal["wall", "event"] = "wall"
+    """``wall``: decide at the time the input is processed (production). ``event``: at
+    the input's ``occurred_at``, to replay or simulate history (the demo's months)."""
+
+    # Consumers.
+    authority_group: str = "room-authority"
+    statistics_group: str = "usage-statistics"
+    batch_max_records: int = Field(default=500, ge=1)
+    batch_timeout_ms: int = Field(default=100, ge=1)
+    relay_interval_s: float = 0.05
+    clock_interval_s: float = 30.0
+
+    # Clients.
+    kiosk_timeout_s: float = 10.0
+
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8321
+
+    topics: Topics = Field(default_factory=Topics)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.kafka_bootstrap or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def uses_external_kafka(self) -> bool:
+        return self.kafka_bootstrap is not None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,186 @@
+"""Producers for kiosks and booking front ends: publish an input, await its decision.
+
+A request is published with ``acks=all`` by the idempotent producer and keeps
+its ``event_id`` across retries, so however often it arrives it is decided
+once. The answer is read from ``decisions`` and matched by ``caused_by``;
+``broker.request()`` (request/reply) is not used because it does not work
+against a real broker and the contract has no reply topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from infra.kafka import encode, make_producer, partition_for
+from infra.settings import Settings
+from schemas.decisions import DECISION_ADAPTER, AnyDecision, Decision
+from schemas.inputs import (
+    AnyInput,
+    BookingCancelRequested,
+    BookingRequested,
+    Checkin,
+    Checkout,
+    EnrollmentCancelRequested,
+    EnrollmentRequested,
+    RoomCapacityChanged,
+    RoomConfigured,
+    SessionScheduled,
+)
+
+log = logging.getLogger(__name__)
+
+_TOPIC_OF: dict[type[Any], str] = {
+    RoomConfigured: "capacity",
+    RoomCapacityChanged: "capacity",
+    SessionScheduled: "capacity",
+    BookingRequested: "bookings",
+    BookingCancelRequested: "bookings",
+    EnrollmentRequested: "bookings",
+    EnrollmentCancelRequested: "bookings",
+    Checkin: "checkins",
+    Checkout: "checkins",
+}
+
+
+class NoDecision(TimeoutError):
+    """No decision arrived in time (is ``spaces run`` running?)."""
+
+
+def topic_for(settings: Settings, event: AnyInput) -> str:
+    return str(getattr(settings.topics, _TOPIC_OF[type(event)]))
+
+
+class DecisionClient:
+    """Publishes inputs and resolves each one with the decisions it caused."""
+
+    def __init__(self, settings: Settings, rooms: Iterable[str] | None = None) -> None:
+        self.settings = settings
+        self._rooms = set(rooms) if rooms is not None else None
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._waiting: dict[UUID, asyncio.Future[list[Decision]]] = {}
+        self._collected: dict[UUID, list[Decision]] = {}
+        self._mine: set[UUID] = set()
+
+    async def __aenter__(self) -> DecisionClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self._producer = make_producer(self.settings)
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await self._consumer.start()
+        topic = self.settings.topics.decisions
+        partitions = self._consumer.partitions_for_topic(topic)
+        if not partitions:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            raise RuntimeError(f"topic {topic!r} does not exist: run `spaces infra up` first")
+        count = len(partitions)
+        wanted = (
+            sorted(partitions)
+            if self._rooms is None
+            else sorted({partition_for(room, count) for room in self._rooms})
+        )
+        assignment = [TopicPartition(topic, p) for p in wanted]
+        self._consumer.assign(assignment)
+        # Decisions made from now on are ours to read; older ones are not needed.
+        await self._consumer.seek_to_end(*assignment)
+        for tp in assignment:
+            await self._consumer.position(tp)
+        self._reader = asyncio.create_task(self._read())
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _read(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    try:
+                        decision = DECISION_ADAPTER.validate_json(record.value)
+                    except ValidationError:
+                        continue
+                    self._deliver(decision)
+
+    def _deliver(self, decision: AnyDecision) -> None:
+        cause = decision.caused_by
+        if cause is None or cause not in self._mine:
+            return
+        self._collected.setdefault(cause, []).append(decision)
+        future = self._waiting.get(cause)
+        if future is not None and not future.done():
+            future.set_result(self._collected[cause])
+
+    async def send(self, event: AnyInput) -> None:
+        assert self._producer is not None, "start() the client first"
+        await self._producer.send_and_wait(
+            topic_for(self.settings, event),
+            key=event.room_id.encode(),
+            value=encode(event.model_dump(mode="json")),
+        )
+
+    async def request(self, event: AnyInput, timeout: float | None = None) -> Decision:
+        """Publish ``event`` and return its primary decision."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Decision]] = loop.create_future()
+        self._waiting[event.event_id] = future
+        self._mine.add(event.event_id)
+        try:
+            await self.send(event)
+            decisions = await asyncio.wait_for(
+                asyncio.shield(future), timeout or self.settings.kiosk_timeout_s
+            )
+            return decisions[0]
+        except TimeoutError as error:
+            raise NoDecision(
+                f"no decision for {event.type} {event.event_id} within "
+                f"{timeout or self.settings.kiosk_timeout_s}s"
+            ) from error
+        finally:
+            self._waiting.pop(event.event_id, None)
+
+    def consequences(self, event_id: UUID) -> list[Decision]:
+        """Every decision seen so far that ``event_id`` caused (primary first)."""
+        return list(self._collected.get(event_id, []))
+
+    async def wait_for_consequences(
+        self, event_id: UUID, count: int, timeout: float
+    ) -> list[Decision]:
+        """Wait until at least ``count`` decisions caused by ``event_id`` were read."""
+        deadline = datetime.now(UTC) + timedelta(seconds=timeout)
+        while len(self._collected.get(event_id, [])) < count and datetime.now(UTC) < deadline:
+            await asyncio.sleep(0.05)
+        return self.consequences(event_id)

@@ -1,0 +1,88 @@
+"""Field types shared by every message of the wire contract (contract-v1)."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from typing import Annotated
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+Identifier = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9._:\-]{1,64}$", min_length=1, max_length=64)
+]
+"""room_id, center_id, kiosk_id, member_id, booking_id, session_id: 1-64 of [A-Za-z0-9._:-]."""
+
+
+def _rfc3339_only(value: object) -> object:
+    if isinstance(value, bool | int | float):
+        raise ValueError("must be an RFC 3339 string with an offset, not a number")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+"""RFC 3339 with an offset; a naive time is refused because local rules depend on it."""
+
+PartySize = Annotated[int, Field(ge=1, le=10_000, strict=True)]
+Capacity = Annotated[int, Field(ge=1, le=100_000, strict=True)]
+
+_HHMM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+def _check_hhmm(value: str) -> str:
+    if not _HHMM.match(value):
+        raise ValueError("must be local time HH:MM (00:00-23:59, or 24:00 for midnight)")
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+LocalTime = Annotated[str, AfterValidator(_check_hhmm)]
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+
+
+def parse_hhmm(value: str) -> int:
+    """Minutes since local midnight; ``24:00`` is 1440 so closing at midnight works."""
+    hours, minutes = value.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def hhmm_to_time(value: str) -> time:
+    minutes = parse_hhmm(value)
+    if minutes == 24 * 60:
+        return time(23, 59, 59)
+    return time(minutes // 60, minutes % 60)
+
+
+class Message(BaseModel):
+    """Base of every contract message: frozen, unknown fields ignored.
+
+    The contract allows fields to be added (never renamed or removed), so a
+    reader must tolerate fields it does not know. Sizes and capacities are
+    strict integers (``"15"`` is refused); ids and times are parsed from JSON
+    strings whether the JSON was decoded by pydantic or by FastStream.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class InputEvent(Message):
+    event_id: UUID
+    occurred_at: Timestamp
+    room_id: Identifier

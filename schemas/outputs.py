@@ -1,0 +1,62 @@
+"""Output messages on ``occupancy``, ``usage-monthly`` and ``dead-letters``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from schemas.common import Identifier, Message, Timestamp
+
+MonthKey = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+
+
+class Occupancy(Message):
+    room_id: Identifier
+    center_id: Identifier
+    occupancy: int
+    capacity: int
+    as_of: Timestamp
+
+
+class UsageMonthly(Message):
+    scope: Literal["room", "center"]
+    id: Identifier
+    month: MonthKey
+    bookings_confirmed: int
+    bookings_rejected: int
+    bookings_cancelled: int
+    no_shows: int
+    booked_hours: float
+    open_hours: float
+    utilization: float
+    visits: int
+    checkins_denied: int
+    unique_members: int
+    peak_occupancy: int
+    final: bool
+    updated_at: Timestamp
+    # Additions the contract allows: a closed month that later changed says so.
+    revision: int = 0
+    revised_after_close: bool = False
+
+    @property
+    def key(self) -> str:
+        return usage_key(self.scope, self.id, self.month)
+
+
+def usage_key(scope: str, ident: str, month: str) -> str:
+    return f"{scope}:{ident}:{month}"
+
+
+class DeadLetter(Message):
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    """Base64 of the original key, if any."""
+    original: str
+    """Base64 of the original value bytes, exactly as read."""
+    reason: str
+    consumer_group: str
+    received_at: Timestamp

@@ -1,0 +1,119 @@
+"""Shared fixtures: the real broker (once per session), isolated topics and databases.
+
+Integration tests talk to the Kafka broker that ``infra/`` starts (or to the
+cluster in ``SPACES_KAFKA_BOOTSTRAP``). Each test gets its own topic names,
+consumer groups and database, so tests never see each other's messages.
+Database tests run on SQLite and on PostgreSQL (``SPACES_TEST_POSTGRES_URL``,
+set by ``make test`` after it starts PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings, Topics
+
+POSTGRES_URL = os.environ.get("SPACES_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The broker, started once for the whole session (reusing cached jars and storage)."""
+    from infra import kafka_local
+
+    home = Path(os.environ.get("SPACES_TEST_HOME", ".spaces/test-broker")).resolve()
+    settings = Settings(
+        home=home,
+        kafka_port=int(os.environ.get("SPACES_TEST_KAFKA_PORT", "19192")),
+        kafka_controller_port=int(os.environ.get("SPACES_TEST_KAFKA_CONTROLLER_PORT", "19193")),
+    )
+    info = kafka_local.up(settings)
+    print(f"\nkafka broker ready at {settings.bootstrap} after {info.start_seconds:.1f}s")
+    yield settings
+    if not settings.uses_external_kafka and not os.environ.get("SPACES_TEST_KEEP_BROKER"):
+        kafka_local.down(settings)
+
+
+def _create_postgres_database() -> str:
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
+
+    if not POSTGRES_URL:
+        if os.environ.get("CI"):
+            pytest.fail("SPACES_TEST_POSTGRES_URL is not set: `make test` starts PostgreSQL")
+        pytest.skip("PostgreSQL not configured (run through `make test`)")
+    url = make_url(POSTGRES_URL)
+    name = f"spaces_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(
+            user=url.username,
+            password=url.password,
+            host=url.host,
+            port=url.port,
+            database=url.database or "postgres",
+        )
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create()) if not _loop_running() else None
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'spaces.db'}"
+    return _create_postgres_database_sync()
+
+
+def _create_postgres_database_sync() -> str:
+    import concurrent.futures
+
+    # Fixtures may run inside the session's event loop: create the database in a thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(_create_postgres_database).result()
+
+
+def isolated_topics() -> Topics:
+    suffix = uuid.uuid4().hex[:8]
+    base = Topics()
+    return Topics(**{name: f"{getattr(base, name)}-{suffix}" for name in Topics.model_fields})
+
+
+@pytest.fixture
+async def stack_settings(kafka_settings: Settings, database_url: str) -> AsyncIterator[Settings]:
+    """Settings for one integration test: its own topics, groups and database."""
+    from infra.kafka_local import ensure_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    settings = kafka_settings.model_copy(
+        update={
+            "topics": isolated_topics(),
+            "database_url": database_url,
+            "authority_group": f"room-authority-{suffix}",
+            "statistics_group": f"usage-statistics-{suffix}",
+            "partitions": 3,
+            "relay_interval_s": 0.02,
+            "batch_timeout_ms": 50,
+        }
+    )
+    await ensure_topics(settings)
+    yield settings

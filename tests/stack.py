@@ -1,0 +1,87 @@
+"""Helpers for integration tests: run the services in-process, produce, read topics back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from entrypoints.service import PARTS, Services
+from infra.kafka import encode, make_producer
+from infra.settings import Settings
+from producers.client import topic_for
+from schemas.inputs import AnyInput
+
+
+@asynccontextmanager
+async def running(settings: Settings, parts: tuple[str, ...] = PARTS) -> AsyncIterator[Services]:
+    services = Services(settings, parts)
+    task = asyncio.create_task(services.run())
+    ready = asyncio.create_task(services.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # raises what went wrong
+    assert ready in done, "services did not become ready within 60 s"
+    try:
+        yield services
+    finally:
+        services.stop.set()
+        await asyncio.wait_for(task, timeout=60)
+
+
+async def produce(settings: Settings, events: list[AnyInput]) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                topic_for(settings, event),
+                key=event.room_id.encode(),
+                value=encode(event.model_dump(mode="json")),
+            )
+            for event in events
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(settings: Settings, topic: str, *, expect: int = 0,
+                     timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Everything on ``topic`` from the beginning; waits until at least ``expect`` values."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    values: list[dict[str, Any]] = []
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [TopicPartition(topic, p)
+                      for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            batches = await consumer.getmany(timeout_ms=300)
+            for records in batches.values():
+                for record in records:
+                    values.append(json.loads(record.value))
+            ends = await consumer.end_offsets(partitions)
+            caught_up = all([await consumer.position(tp) >= ends[tp] for tp in partitions])
+            if (caught_up and len(values) >= expect) or loop.time() > deadline:
+                break
+    finally:
+        await consumer.stop()
+    return values
+
+
+async def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(interval)
