@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import heapq
 import logging
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
@@ -57,14 +57,64 @@ class BatchProcessor(Protocol):
     async def process(self, uow: UnitOfWork, records: Sequence[Record]) -> None: ...
 
 
-def merge_by_time(batches: dict[TopicPartition, list[Record]]) -> list[Record]:
-    """Interleave partitions by record timestamp, never reordering within a partition.
+class TimeAlignedBuffer:
+    """Hands out records of co-partitioned topics in timestamp order, across fetches.
 
-    A room's inputs arrive on three topics; merging by time means a room
-    configured a moment before a booking is, within a fetch, decided first.
+    A room's inputs arrive on three topics whose partition p all hold that room
+    (same key, same partition count). A record is released only when every other
+    topic's partition p either has buffered records (so the earliest head goes
+    first) or has nothing more to read; a partition that is behind but has not
+    been fetched yet holds its group back, for at most ``max_idle_s`` (the idea
+    of Kafka Streams' ``max.task.idle.ms``). So a room configured a moment before
+    its first check-in is decided first, even when the check-ins' partition was
+    fetched earlier. Within a partition, order is never changed.
     """
-    streams = [records for _, records in sorted(batches.items())]
-    return list(heapq.merge(*streams, key=lambda record: record.timestamp))
+
+    def __init__(self, max_idle_s: float) -> None:
+        self.max_idle_s = max_idle_s
+        self.buffers: dict[TopicPartition, deque[Record]] = {}
+        self._blocked_since: float | None = None
+
+    def add(self, fetched: dict[TopicPartition, list[Record]]) -> None:
+        for tp, records in fetched.items():
+            self.buffers.setdefault(tp, deque()).extend(records)
+
+    def clear(self) -> None:
+        self.buffers.clear()
+        self._blocked_since = None
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.buffers.values())
+
+    def take(
+        self,
+        assigned: Iterable[TopicPartition],
+        lagging: set[TopicPartition],
+        limit: int,
+        now: float,
+    ) -> list[Record]:
+        groups: dict[int, list[TopicPartition]] = {}
+        for tp in assigned:
+            groups.setdefault(tp.partition, []).append(tp)
+        blocked = False
+        forced = self._blocked_since is not None and now - self._blocked_since >= self.max_idle_s
+        out: list[Record] = []
+        for members in groups.values():
+            while len(out) < limit:
+                heads = [tp for tp in members if self.buffers.get(tp)]
+                if not heads:
+                    break
+                waiting = [tp for tp in members if not self.buffers.get(tp) and tp in lagging]
+                if waiting and not forced:
+                    blocked = True
+                    break
+                first = min(heads, key=lambda tp: (self.buffers[tp][0].timestamp, tp.topic))
+                out.append(self.buffers[first].popleft())
+        if blocked and not out:
+            self._blocked_since = self._blocked_since if self._blocked_since is not None else now
+        else:
+            self._blocked_since = None
+        return out
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -111,11 +161,15 @@ def dead_letter(
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partitions are given up only between batches, after their offsets are committed."""
 
-    def __init__(self, lock: asyncio.Lock) -> None:
+    def __init__(self, lock: asyncio.Lock, buffer: TimeAlignedBuffer) -> None:
         self.lock = lock
+        self.buffer = buffer
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         async with self.lock:
+            # Records fetched but not decided are read again, from the committed offsets,
+            # by whoever owns the partitions next (maybe us).
+            self.buffer.clear()
             log.info("partitions revoked", extra={"partitions": sorted(map(str, revoked))})
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -129,6 +183,7 @@ class LoopOptions:
     max_records: int
     timeout_ms: int
     db_retries: int = 5
+    max_idle_s: float = 1.0
 
 
 class EffectivelyOnceLoop:
@@ -140,11 +195,14 @@ class EffectivelyOnceLoop:
         self.processor = processor
         self.options = options
         self._lock = asyncio.Lock()
+        self.buffer = TimeAlignedBuffer(options.max_idle_s)
         self.batches = 0
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         consumer = make_group_consumer(self.settings, self.options.group_id, ())
-        consumer.subscribe(list(self.options.topics), listener=_WaitForBatch(self._lock))
+        consumer.subscribe(
+            list(self.options.topics), listener=_WaitForBatch(self._lock, self.buffer)
+        )
         await consumer.start()
         log.info(
             "consumer started",
@@ -157,12 +215,23 @@ class EffectivelyOnceLoop:
                 fetched = await consumer.getmany(
                     timeout_ms=self.options.timeout_ms, max_records=self.options.max_records
                 )
-                if not fetched:
-                    continue
                 async with self._lock:
-                    records = merge_by_time(fetched)
+                    self.buffer.add(fetched)
+                    if not len(self.buffer):
+                        continue
+                    assigned = consumer.assignment()
+                    records = self.buffer.take(
+                        assigned,
+                        await self._lagging(consumer, assigned),
+                        self.options.max_records,
+                        asyncio.get_running_loop().time(),
+                    )
+                    if not records:
+                        continue
                     await self._decide(records)
-                    offsets = {tp: recs[-1].offset + 1 for tp, recs in fetched.items()}
+                    offsets: dict[TopicPartition, int] = {}
+                    for record in records:
+                        offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
                     try:
                         await consumer.commit(offsets)
                     except (CommitFailedError, IllegalStateError) as error:
@@ -184,6 +253,18 @@ class EffectivelyOnceLoop:
             # Leaving the group here hands our partitions over at once (graceful SIGTERM).
             await consumer.stop()
             log.info("consumer stopped", extra={"group": self.options.group_id})
+
+    @staticmethod
+    async def _lagging(
+        consumer: AIOKafkaConsumer, assigned: Iterable[TopicPartition]
+    ) -> set[TopicPartition]:
+        """Partitions with records in Kafka that this consumer has not fetched yet."""
+        behind: set[TopicPartition] = set()
+        for tp in assigned:
+            highwater = consumer.highwater(tp)
+            if highwater is None or await consumer.position(tp) < highwater:
+                behind.add(tp)
+        return behind
 
     async def _decide(self, records: Sequence[Record]) -> None:
         attempt = 0

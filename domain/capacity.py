@@ -630,7 +630,7 @@ def _cancel_enrollment(room: Room | None, event: EnrollmentCancelRequested, d: _
                 **d.common(event.room_id),
                 session_id=event.session_id,
                 member_id=event.member_id,
-                reason="unknown_session" if session is None else "unknown_enrollment",
+                reason="unknown_enrollment",
             )
         )
         return
@@ -707,13 +707,9 @@ def _checkin(room: Room | None, event: Checkin, d: _Decider, policy: Policy) -> 
 
     bookings = room._active_at(at, policy.early_arrival)
     sessions = room._active_sessions(at, policy.early_arrival)
-    own_booking = next(
-        (
-            b
-            for b in bookings
-            if b.booking_id == event.booking_id
-            or (event.member_id is not None and b.member_id == event.member_id)
-        ),
+    # The booking named on the check-in first; else the member's booking active now.
+    own_booking = next((b for b in bookings if b.booking_id == event.booking_id), None) or next(
+        (b for b in bookings if event.member_id is not None and b.member_id == event.member_id),
         None,
     )
     own_session = next(

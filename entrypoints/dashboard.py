@@ -465,4 +465,11 @@ def serve_dashboard(settings: Settings, host: str | None = None, port: int | Non
     bind_port = settings.dashboard_port if port is None else port
     shown = "localhost" if bind_host in ("0.0.0.0", "::") else bind_host
     print(f"dashboard at http://{shown}:{bind_port}/  (database {settings.database_url})")
-    uvicorn.run(create_app(settings), host=bind_host, port=bind_port, log_level="warning")
+    # Open event streams never end on their own: give them 2 s to go on shutdown.
+    uvicorn.run(
+        create_app(settings),
+        host=bind_host,
+        port=bind_port,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import time
 from typing import Annotated
 from uuid import UUID
@@ -36,14 +35,6 @@ Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
 PartySize = Annotated[int, Field(ge=1, le=10_000, strict=True)]
 Capacity = Annotated[int, Field(ge=1, le=100_000, strict=True)]
 
-_HHMM = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
-
-
-def _check_hhmm(value: str) -> str:
-    if not _HHMM.match(value):
-        raise ValueError("must be local time HH:MM (00:00-23:59, or 24:00 for midnight)")
-    return value
-
 
 def _check_timezone(value: str) -> str:
     try:
@@ -53,7 +44,10 @@ def _check_timezone(value: str) -> str:
     return value
 
 
-LocalTime = Annotated[str, AfterValidator(_check_hhmm)]
+LocalTime = Annotated[
+    str, StringConstraints(pattern=r"^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")
+]
+"""Local ``HH:MM`` (00:00-23:59, or 24:00 for midnight at closing)."""
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 
 

@@ -40,7 +40,6 @@ SessionRejectReason = Literal[
     "overlap",
     "in_the_past",
     "invalid",
-    "duplicate_session",
 ]
 EnrollmentRejectReason = Literal[
     "unknown_session",

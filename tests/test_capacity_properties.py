@@ -363,6 +363,25 @@ class World:
             assert room.occupancy <= room.capacity
         if isinstance(primary, CheckinDenied):
             assert room is None or room.occupancy == occupancy_before
+        if isinstance(event, Checkin) and room is not None and room.booking_mode == "exclusive":
+            at = event.occurred_at
+            # A walk-in gets in only while nobody holds the room ...
+            if (
+                isinstance(primary, CheckinAdmitted)
+                and event.model_dump(
+                    include={"member_id", "booking_id", "session_id"}, exclude_none=True
+                )
+                == {}
+            ):
+                assert not any(h.starts_at <= at < h.ends_at for h in room.holds())
+            # ... and the booker is never turned away as "reserved" during their booking.
+            if isinstance(primary, CheckinDenied) and primary.reason == "reserved":
+                assert not any(
+                    b.holds_room
+                    and b.member_id == event.member_id
+                    and b.starts_at - POLICY.early_arrival <= at < b.ends_at
+                    for b in room.bookings.values()
+                )
         # (c) in a shared room a confirmed hold never makes the persons held exceed capacity.
         if (
             room is not None

@@ -365,13 +365,14 @@ def test_session_for_an_unknown_room_is_rejected() -> None:
 
 def test_enrollment_in_an_unknown_room_or_session_is_rejected() -> None:
     assert only(None, enroll("m1"), EnrollmentRejected).reason == "unknown_session"
-    assert only(None, unenroll("m1"), EnrollmentRejected).reason == "unknown_session"
+    # The contract: a cancel of an enrollment that does not exist is `unknown_enrollment`.
+    assert only(None, unenroll("m1"), EnrollmentRejected).reason == "unknown_enrollment"
     room = classroom()
     assert only(room, enroll("m1", session_id="nope"), EnrollmentRejected).reason == (
         "unknown_session"
     )
     assert only(room, unenroll("m1", session_id="nope"), EnrollmentRejected).reason == (
-        "unknown_session"
+        "unknown_enrollment"
     )
 
 

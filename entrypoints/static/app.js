@@ -172,14 +172,14 @@ function niceMax(value) {
 }
 
 function renderChart(months, selected) {
-  const W = 760, H = 330;
-  const left = 48, right = 48, top = 14;
-  const panel = 112, gap = 34;
+  const W = 760, H = 324;
+  const left = 48, right = 48, top = 26;
+  const panel = 112, gap = 40;
   const innerW = W - left - right;
   const slot = innerW / months.length;
   const visitsMax = niceMax(Math.max(...months.map((m) => m.visits)));
   const hoursMax = niceMax(Math.max(...months.map((m) => m.booked_hours)));
-  const utilMax = Math.max(1, niceMax(Math.max(...months.map((m) => m.utilization))));
+  const utilMax = niceMax(Math.max(...months.map((m) => m.utilization)));
   const yA = (v) => top + panel - (v / visitsMax) * panel;
   const topB = top + panel + gap;
   const yB = (v) => topB + panel - (v / hoursMax) * panel;
@@ -212,8 +212,8 @@ function renderChart(months, selected) {
     root.append(svg("text", { class: "axis util", x: W - right + 6, y: yb + 4 },
       Math.round(f * utilMax * 100) + "%"));
   }
-  root.append(svg("text", { class: "panel-title", x: left, y: top - 2 }, "방문 Visits"));
-  root.append(svg("text", { class: "panel-title", x: left, y: topB - 6 },
+  root.append(svg("text", { class: "panel-title", x: left, y: top - 14 }, "방문 Visits"));
+  root.append(svg("text", { class: "panel-title", x: left, y: topB - 14 },
     "예약 시간 Booked hours · 가동률 Utilization"));
 
   const barW = Math.min(30, slot * 0.56);
@@ -257,12 +257,24 @@ function renderChart(months, selected) {
     }
   });
 
-  root.append(svg("polyline", {
-    class: "util-line", points: points.map(([x, y]) => `${x},${y}`).join(" "),
-  }));
+  // The line runs through months that have figures; a month without any breaks it.
+  let run = [];
+  const flush = () => {
+    if (run.length > 1) {
+      root.append(svg("polyline", {
+        class: "util-line", points: run.map(([x, y]) => `${x},${y}`).join(" "),
+      }));
+    }
+    run = [];
+  };
+  for (const point of points) {
+    if (point[2].has_data) run.push(point);
+    else flush();
+  }
+  flush();
   for (const [x, y, m] of points) {
     const dot = svg("circle", {
-      class: "util-point", cx: x, cy: y, r: 3.5,
+      class: "util-point" + (m.has_data ? "" : " empty"), cx: x, cy: y, r: 3.5,
       "data-month": m.month, "data-utilization": String(m.utilization),
     });
     dot.append(svg("title", {}, `${m.month} 가동률 ${fmtPct(m.utilization)}`));
@@ -330,13 +342,14 @@ function renderRooms(u) {
 }
 
 function renderOccupancy(rooms) {
-  let people = 0, seats = 0;
+  let people = 0, seats = 0, latest = "";
   const items = rooms.map((r) => {
     people += r.occupancy;
     seats += r.capacity;
     const ratio = r.capacity > 0 ? r.occupancy / r.capacity : 0;
     const level = ratio >= 0.9 ? "high" : ratio >= 0.6 ? "mid" : "low";
-    const time = r.as_of ? new Date(r.as_of).toLocaleTimeString("ko-KR", { hour12: false }) : "";
+    if (r.as_of && r.as_of > latest) latest = r.as_of;
+    const time = r.as_of ? new Date(r.as_of).toLocaleString("ko-KR", { hour12: false }) : "";
     return el("div", {
       class: `occ ${level}`, "data-room": r.room_id,
       "data-occupancy": String(r.occupancy), "data-capacity": String(r.capacity),
@@ -345,6 +358,7 @@ function renderOccupancy(rooms) {
         el("span", { class: "occ-name", text: r.name }),
         el("span", { class: "occ-count" }, [
           el("b", { text: fmtInt(r.occupancy) }), ` / ${fmtInt(r.capacity)}`,
+          el("span", { class: "occ-pct", text: `${Math.round(ratio * 100)}%` }),
         ]),
       ]),
       el("div", { class: "occ-bar", title: `as of ${time}` }, [
@@ -355,6 +369,11 @@ function renderOccupancy(rooms) {
   if (!items.length) items.push(el("p", { class: "muted", text: "공간이 없습니다 · no rooms" }));
   $("occupancy").replaceChildren(...items);
   $("occupancy-total").textContent = `${fmtInt(people)} / ${fmtInt(seats)}명`;
+  $("occupancy-asof").textContent = latest
+    ? "기준 " + new Date(latest).toLocaleString("ko-KR", {
+      month: "numeric", day: "numeric", hour: "2-digit", minute: "2-digit", hour12: false,
+    })
+    : "";
 }
 
 // --- interaction & live updates -------------------------------------------------------

@@ -1,0 +1,477 @@
+"""The dashboard's API over a temporary SQLite database filled directly with rows.
+
+``fill_demo`` and ``ServerThread`` are shared with ``test_report`` and
+``test_dashboard_browser``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import update
+
+from entrypoints.dashboard import (
+    FIELDS,
+    add_months,
+    create_app,
+    current_month,
+    month_range,
+    normalise_aggregate,
+    usage_csv,
+)
+from infra.db import Database, OutboxRow, RoomRow, UsageMonthlyRow
+from infra.settings import Settings
+from schemas.outputs import UsageMonthly, usage_key
+
+MONTH = "2026-11"
+FIRST_MONTH = "2026-01"
+"""Seosan opened in January 2026: the chart's first month (2025-12) has no figures."""
+
+ROOMS = [
+    # room_id, center, name, capacity, occupancy
+    ("seosan-club-1", "seosan", "동아리실 1", 15, 6),
+    ("seosan-club-2", "seosan", "동아리실 2", 15, 14),
+    ("seosan-office", "seosan", "공유오피스", 30, 11),
+    ("seosan-cafe", "seosan", "북카페", 40, 0),
+    ("haemi-hall", "haemi", "해미 다목적실", 60, 25),
+]
+NO_DATA_ROOM = "seosan-cafe"
+"""Opened in November but nothing stored for it yet: shown with zeros."""
+REVISED_MONTH = "2026-09"
+AS_OF = datetime(2026, 11, 21, 1, 30, tzinfo=UTC)
+SEASON = (0.7, 0.75, 1.0, 1.1, 1.2, 1.05, 1.45, 1.6, 1.1, 1.15, 1.0, 0.8)
+"""Busy summer holidays, quiet winters."""
+
+
+def month_index(month: str) -> int:
+    return int(month[:4]) * 12 + int(month[5:7])
+
+
+def room_figures(room_index: int, month: str) -> dict[str, Any]:
+    """Deterministic, distinct figures for one room and month."""
+    k = month_index(month) - month_index(FIRST_MONTH) + 1
+    r = room_index + 1
+    season = SEASON[int(month[5:7]) - 1]
+    booked = round((10.5 * r + 3.25 * k) * season, 4)
+    open_hours = 13.0 * 30
+    return {
+        "bookings_confirmed": round((4 * r + k) * season),
+        "bookings_rejected": r,
+        "bookings_cancelled": k % 3,
+        "no_shows": (r + k) % 2,
+        "booked_hours": booked,
+        "open_hours": open_hours,
+        "utilization": round(booked / open_hours, 4),
+        "visits": round((37 * r + 11 * k) * season),
+        "checkins_denied": (r * k) % 4,
+        "unique_members": 9 * r + k,
+        "peak_occupancy": min(15, 3 + r + k % 5),
+    }
+
+
+def message(scope: str, ident: str, month: str, figures: dict[str, Any]) -> dict[str, Any]:
+    final = month < MONTH
+    revised = month == REVISED_MONTH
+    value = UsageMonthly(
+        scope=scope,
+        id=ident,
+        month=month,
+        final=final,
+        updated_at=datetime(2026, 11, 20, tzinfo=UTC),
+        revision=1 if revised else 0,
+        revised_after_close=revised,
+        **figures,
+    )
+    return value.model_dump(mode="json")
+
+
+def demo_values() -> dict[str, dict[str, Any]]:
+    """Every ``usage-monthly`` value of the demo, by key."""
+    values: dict[str, dict[str, Any]] = {}
+    months = [m for m in month_range(MONTH, 12) if m >= FIRST_MONTH]
+    for center in ("seosan", "haemi"):
+        rooms = [(i, r) for i, r in enumerate(ROOMS) if r[1] == center]
+        for month in months:
+            total: dict[str, Any] = {}
+            for i, room in rooms:
+                if room[0] == NO_DATA_ROOM:
+                    continue
+                figures = room_figures(i, month)
+                values[usage_key("room", room[0], month)] = message("room", room[0], month, figures)
+                for name, value in figures.items():
+                    total[name] = total.get(name, 0) + value
+            total["booked_hours"] = round(total["booked_hours"], 4)
+            total["utilization"] = round(total["booked_hours"] / total["open_hours"], 4)
+            total["unique_members"] -= 3  # members who used two rooms count once
+            total["peak_occupancy"] += 2
+            values[usage_key("center", center, month)] = message("center", center, month, total)
+    return values
+
+
+async def fill_demo(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Create the schema and store the demo's rooms, usage values and outbox rows."""
+    db = Database(settings)
+    await db.migrate()
+    values = demo_values()
+    async with db.session() as session, session.begin():
+        for room_id, center, name, capacity, occupancy in ROOMS:
+            state = {
+                "room_id": room_id,
+                "center_id": center,
+                "name": name,
+                "capacity": capacity,
+                "booking_mode": "exclusive" if "club" in room_id else "shared",
+                "opens": "09:00",
+                "closes": "22:00",
+                "timezone": "Asia/Seoul",
+                "occupancy": occupancy,
+                "bookings": [],
+                "sessions": [],
+                "last_closing": None,
+            }
+            session.add(
+                RoomRow(
+                    room_id=room_id,
+                    center_id=center,
+                    state=state,
+                    occupancy=occupancy,
+                    capacity=capacity,
+                    decisions=10,
+                    updated_at=AS_OF,
+                )
+            )
+        for key, value in values.items():
+            session.add(
+                UsageMonthlyRow(
+                    key=key,
+                    scope=value["scope"],
+                    ident=value["id"],
+                    month=value["month"],
+                    value=value,
+                    final=value["final"],
+                    updated_at=AS_OF,
+                )
+            )
+        for published in (False, False, True):
+            session.add(
+                OutboxRow(
+                    topic="occupancy", key="x", value="{}", created_at=AS_OF, published=published
+                )
+            )
+    await db.dispose()
+    return values
+
+
+# --- fixtures -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def demo(tmp_path: Path) -> tuple[Settings, dict[str, dict[str, Any]]]:
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    return settings, await fill_demo(settings)
+
+
+@pytest.fixture
+async def client(
+    demo: tuple[Settings, dict[str, dict[str, Any]]],
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(demo[0])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as c:
+        yield c
+    await app.state.engine.dispose()
+
+
+# --- a real server, for streams and the browser ---------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on a free port in a background thread (its own loop)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the dashboard did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def running(demo: tuple[Settings, dict[str, dict[str, Any]]]) -> Iterator[ServerThread]:
+    with ServerThread(create_app(demo[0], poll_interval=0.1)) as server:
+        yield server
+
+
+# --- pure helpers ---------------------------------------------------------------------
+
+
+def test_month_arithmetic() -> None:
+    assert add_months("2026-01", -1) == "2025-12"
+    assert add_months("2026-11", 2) == "2027-01"
+    assert month_range("2026-02", 3) == ["2025-12", "2026-01", "2026-02"]
+    assert current_month("Asia/Seoul", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)) == "2026-12"
+    assert current_month("UTC", datetime(2026, 11, 30, 15, 30, tzinfo=UTC)) == "2026-11"
+
+
+def test_normalise_fills_missing_fields() -> None:
+    value = normalise_aggregate("room", "r1", MONTH, {"visits": 3, "final": True})
+    assert value["visits"] == 3 and value["booked_hours"] == 0.0 and value["final"] is True
+    assert value["has_data"] is True and value["revised_after_close"] is False
+    assert normalise_aggregate("room", "r1", MONTH, None)["has_data"] is False
+
+
+# --- API ------------------------------------------------------------------------------
+
+
+async def test_centers_with_room_counts(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/centers")
+    assert response.status_code == 200
+    assert response.json()["centers"] == [
+        {"center_id": "haemi", "rooms": 1},
+        {"center_id": "seosan", "rooms": 4},
+    ]
+
+
+async def test_usage_figures(
+    client: httpx.AsyncClient, demo: tuple[Settings, dict[str, dict[str, Any]]]
+) -> None:
+    values = demo[1]
+    response = await client.get("/api/usage", params={"center": "seosan", "month": MONTH})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["month"] == MONTH and body["center_id"] == "seosan"
+
+    stored = values[f"center:seosan:{MONTH}"]
+    center = body["center"]
+    for field in FIELDS:
+        assert center[field] == stored[field], field
+    assert center["has_data"] is True and center["final"] is False
+
+    rooms = {r["room_id"]: r for r in body["rooms"]}
+    assert list(rooms) == sorted(r[0] for r in ROOMS if r[1] == "seosan")
+    club = rooms["seosan-club-2"]
+    assert club["name"] == "동아리실 2" and club["capacity"] == 15
+    assert club["visits"] == values[f"room:seosan-club-2:{MONTH}"]["visits"]
+    assert club["booked_hours"] == values[f"room:seosan-club-2:{MONTH}"]["booked_hours"]
+    cafe = rooms[NO_DATA_ROOM]
+    assert cafe["has_data"] is False and cafe["visits"] == 0 and cafe["name"] == "북카페"
+
+    months = body["months"]
+    assert [m["month"] for m in months] == month_range(MONTH, 12)
+    assert months[0]["month"] == "2025-12" and months[0]["visits"] == 0
+    assert months[0]["has_data"] is False
+    for m in months[1:]:
+        assert m["visits"] == values[f"center:seosan:{m['month']}"]["visits"]
+        assert m["utilization"] == values[f"center:seosan:{m['month']}"]["utilization"]
+    assert all(m["final"] for m in months[1:-1])
+
+
+async def test_revised_month_is_flagged(client: httpx.AsyncClient) -> None:
+    body = (await client.get(f"/api/usage?center=seosan&month={REVISED_MONTH}")).json()
+    assert body["center"]["final"] is True
+    assert body["center"]["revised_after_close"] is True and body["center"]["revision"] == 1
+    assert all(r["revised_after_close"] for r in body["rooms"] if r["has_data"])
+
+
+async def test_month_defaults_to_the_current_local_month(
+    client: httpx.AsyncClient, demo: tuple[Settings, dict[str, dict[str, Any]]]
+) -> None:
+    body = (await client.get("/api/usage?center=seosan")).json()
+    assert body["month"] == current_month(demo[0].timezone)
+    assert body["timezone"] == "Asia/Seoul"
+
+
+@pytest.mark.parametrize("month", ["2026-13", "2026-1", "26-11", "november", "2026-11-01"])
+async def test_bad_month_is_400(client: httpx.AsyncClient, month: str) -> None:
+    for path in ("/api/usage", "/api/usage.csv"):
+        response = await client.get(path, params={"center": "seosan", "month": month})
+        assert response.status_code == 400
+        assert "YYYY-MM" in response.json()["error"]
+
+
+async def test_unknown_center_is_400(client: httpx.AsyncClient) -> None:
+    for path in ("/api/usage", "/api/usage.csv", "/api/occupancy"):
+        response = await client.get(path, params={"center": "nowhere", "month": MONTH})
+        assert response.status_code == 400, path
+        assert response.json() == {"error": "unknown center 'nowhere'"}
+
+
+async def test_csv_export(
+    client: httpx.AsyncClient, demo: tuple[Settings, dict[str, dict[str, Any]]]
+) -> None:
+    values = demo[1]
+    response = await client.get("/api/usage.csv", params={"center": "seosan", "month": MONTH})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    disposition = response.headers["content-disposition"]
+    assert disposition == f'attachment; filename="usage-seosan-{MONTH}.csv"'
+    assert response.content.startswith("\ufeff".encode())
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    header = response.content.decode("utf-8-sig").splitlines()[0].split(",")
+    assert header == [*FIELDS, "name"]
+    assert [r["id"] for r in rows] == [
+        "seosan-cafe",
+        "seosan-club-1",
+        "seosan-club-2",
+        "seosan-office",
+        "seosan",
+    ]
+    assert rows[-1]["scope"] == "center" and rows[-1]["name"] == "total"
+    total = values[f"center:seosan:{MONTH}"]
+    assert int(rows[-1]["visits"]) == total["visits"]
+    assert float(rows[-1]["booked_hours"]) == total["booked_hours"]
+    assert rows[-1]["final"] == "false"
+    office = values[f"room:seosan-office:{MONTH}"]
+    assert int(rows[3]["bookings_confirmed"]) == office["bookings_confirmed"]
+    assert rows[3]["name"] == "공유오피스"
+    assert rows[0]["visits"] == "0" and rows[0]["updated_at"] == ""
+
+
+def test_usage_csv_is_pure() -> None:
+    room = normalise_aggregate("room", "r1", MONTH, {"visits": 2, "final": True})
+    room["name"] = '방, "따옴표"'
+    text = usage_csv({"rooms": [room], "center": normalise_aggregate("center", "c", MONTH, None)})
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[1][FIELDS.index("visits")] == "2" and rows[1][-1] == '방, "따옴표"'
+    assert rows[1][FIELDS.index("final")] == "true"
+    assert rows[2][:3] == ["center", "c", MONTH]
+
+
+async def test_occupancy(client: httpx.AsyncClient) -> None:
+    everything = (await client.get("/api/occupancy")).json()["rooms"]
+    assert len(everything) == len(ROOMS)
+    seosan = (await client.get("/api/occupancy?center=seosan")).json()["rooms"]
+    by_id = {r["room_id"]: r for r in seosan}
+    assert set(by_id) == {r[0] for r in ROOMS if r[1] == "seosan"}
+    assert by_id["seosan-club-2"] == {
+        "room_id": "seosan-club-2",
+        "center_id": "seosan",
+        "name": "동아리실 2",
+        "occupancy": 14,
+        "capacity": 15,
+        "as_of": "2026-11-21T10:30:00+09:00",
+    }
+
+
+async def test_metrics(client: httpx.AsyncClient) -> None:
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+    assert "spaces_outbox_backlog 2" in lines
+    assert "spaces_rooms 5" in lines
+    assert 'spaces_room_occupancy{room="haemi-hall",center="haemi"} 25' in lines
+
+
+async def test_page_and_static_files(client: httpx.AsyncClient) -> None:
+    page = await client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    for marker in ('id="rooms-table"', 'id="occupancy"', 'id="csv-link"', 'id="chart"'):
+        assert marker in page.text
+    for name in ("app.js", "style.css"):
+        assert (await client.get(f"/static/{name}")).status_code == 200
+    assert "EventSource" in (await client.get("/static/app.js")).text
+
+
+# --- server-sent events ---------------------------------------------------------------
+
+
+class UpdateReader:
+    """Collects the ``update`` events of a stream in a background task."""
+
+    def __init__(self, lines: AsyncIterator[str]) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task = asyncio.create_task(self._read(lines))
+
+    async def _read(self, lines: AsyncIterator[str]) -> None:
+        name = None
+        async for line in lines:
+            if line.startswith("event:"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and name == "update":
+                await self.queue.put(json.loads(line.split(":", 1)[1]))
+
+    async def next(self, timeout: float) -> dict[str, Any]:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def test_events_emit_update_when_data_changes(
+    running: ServerThread, demo: tuple[Settings, dict[str, dict[str, Any]]]
+) -> None:
+    settings = demo[0]
+    async with (
+        httpx.AsyncClient(base_url=running.url, timeout=10) as http,
+        http.stream("GET", "/api/events") as stream,
+    ):
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        updates = UpdateReader(stream.aiter_lines())
+        first = await updates.next(timeout=5)
+
+        # Nothing changes: no further update within a few polls.
+        with pytest.raises(TimeoutError):
+            await updates.next(timeout=0.5)
+
+        db = Database(settings)
+        async with db.session() as session, session.begin():
+            await session.execute(
+                update(RoomRow)
+                .where(RoomRow.room_id == "seosan-club-1")
+                .values(occupancy=7, updated_at=AS_OF + timedelta(seconds=5))
+            )
+        second = await updates.next(timeout=5)
+        assert second["version"] != first["version"]
+
+        async with db.session() as session, session.begin():
+            await session.execute(
+                update(UsageMonthlyRow)
+                .where(UsageMonthlyRow.key == f"center:seosan:{MONTH}")
+                .values(updated_at=AS_OF + timedelta(seconds=9))
+            )
+        third = await updates.next(timeout=5)
+        assert third["version"] not in (first["version"], second["version"])
+        await updates.close()
+        await db.dispose()

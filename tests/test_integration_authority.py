@@ -1,0 +1,183 @@
+"""Issue 3 on the real broker: capacity, sessions, redelivery and dead letters.
+
+Each test runs the room authority, the relay (and the statistics) in-process
+against the broker that ``infra/`` started, on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from infra.kafka import make_producer
+from infra.settings import Settings
+from producers.client import DecisionClient
+from schemas.inputs import (
+    Checkin,
+    EnrollmentCancelRequested,
+    EnrollmentRequested,
+    RoomConfigured,
+    SessionScheduled,
+)
+from tests.stack import produce, read_topic, running
+
+pytestmark = pytest.mark.integration
+SEOUL = ZoneInfo("Asia/Seoul")
+
+
+def now() -> datetime:
+    return datetime.now(SEOUL)
+
+
+def club_room(room_id: str, capacity: int = 15) -> RoomConfigured:
+    return RoomConfigured(
+        event_id=uuid.uuid4(),
+        occurred_at=now(),
+        room_id=room_id,
+        center_id="seosan",
+        name="동아리방 1 (Club room 1)",
+        capacity=capacity,
+        booking_mode="exclusive",
+        opens="00:00",
+        closes="24:00",
+    )
+
+
+def walk_in(room_id: str, kiosk: str) -> Checkin:
+    return Checkin(
+        event_id=uuid.uuid4(), occurred_at=now(), room_id=room_id, kiosk_id=kiosk, party_size=1
+    )
+
+
+async def test_twenty_checkins_from_two_kiosks_admit_exactly_fifteen(
+    stack_settings: Settings,
+) -> None:
+    room = "seosan.club-1"
+    async with running(stack_settings, ("authority", "relay")):
+        async with DecisionClient(stack_settings, rooms=[room]) as admin:
+            configured = await admin.request(club_room(room))
+            assert configured.type == "room.configured"
+        async with (
+            DecisionClient(stack_settings, rooms=[room]) as kiosk_a,
+            DecisionClient(stack_settings, rooms=[room]) as kiosk_b,
+        ):
+            requests = [kiosk_a.request(walk_in(room, "kiosk-a")) for _ in range(10)]
+            requests += [kiosk_b.request(walk_in(room, "kiosk-b")) for _ in range(10)]
+            decisions = await asyncio.gather(*requests)
+
+    outcome = Counter(d.type for d in decisions)
+    assert outcome == {"checkin.admitted": 15, "checkin.denied": 5}
+    denied = [d for d in decisions if d.type == "checkin.denied"]
+    assert {getattr(d, "reason", None) for d in denied} == {"room_full"}
+    assert max(getattr(d, "occupancy", 0) for d in decisions) == 15
+    # The occupancy topic ends at 15 of 15 for the room.
+    occupancy = await read_topic(stack_settings, stack_settings.topics.occupancy, expect=16)
+    assert occupancy[-1]["occupancy"] == 15 and occupancy[-1]["capacity"] == 15
+
+
+async def test_session_of_twenty_with_twenty_five_enrollments_and_a_promotion(
+    stack_settings: Settings,
+) -> None:
+    room = "gwangju.cityhall-2"
+    starts = (now() + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    async with running(stack_settings, ("authority", "relay")):
+        async with DecisionClient(stack_settings, rooms=[room]) as client:
+            await client.request(club_room(room, capacity=30))
+            scheduled = await client.request(
+                SessionScheduled(
+                    event_id=uuid.uuid4(),
+                    occurred_at=now(),
+                    room_id=room,
+                    session_id="village-edu-1",
+                    title="마을교육 (Village education)",
+                    starts_at=starts,
+                    ends_at=starts + timedelta(hours=2),
+                    capacity=20,
+                )
+            )
+            assert scheduled.type == "session.scheduled"
+            enrollments = [
+                EnrollmentRequested(
+                    event_id=uuid.uuid4(),
+                    occurred_at=now(),
+                    room_id=room,
+                    session_id="village-edu-1",
+                    member_id=f"m-{i:04d}",
+                )
+                for i in range(25)
+            ]
+            # Sent one after another: seats are first come, first served.
+            answers = [await client.request(e) for e in enrollments]
+            outcome = Counter(a.type for a in answers)
+            assert outcome == {"enrollment.confirmed": 20, "enrollment.waitlisted": 5}
+            assert [a.type for a in answers[:20]] == ["enrollment.confirmed"] * 20
+
+            cancel = EnrollmentCancelRequested(
+                event_id=uuid.uuid4(),
+                occurred_at=now(),
+                room_id=room,
+                session_id="village-edu-1",
+                member_id="m-0003",
+            )
+            cancelled = await client.request(cancel)
+            assert cancelled.type == "enrollment.cancelled"
+            caused = await client.wait_for_consequences(cancel.event_id, 2, timeout=10)
+    promoted = [d for d in caused if d.type == "enrollment.promoted"]
+    assert len(promoted) == 1
+    assert getattr(promoted[0], "member_id", None) == "m-0020"  # the oldest waitlisted
+    assert len(caused) == 2
+
+
+async def test_redelivered_inputs_are_decided_once(stack_settings: Settings) -> None:
+    room = "seosan.club-2"
+    configure = club_room(room)
+    checkins = [walk_in(room, "kiosk-r") for _ in range(5)]
+    async with running(stack_settings, ("authority", "relay")):
+        # Every input sent three times: a kiosk retrying with the same event_id.
+        await produce(stack_settings, [configure, configure, configure])
+        await produce(stack_settings, checkins * 3)
+        decisions = await read_topic(stack_settings, stack_settings.topics.decisions, expect=6)
+        await asyncio.sleep(1.0)  # any duplicate would have been published by now
+        decisions = await read_topic(stack_settings, stack_settings.topics.decisions, expect=6)
+    per_input = Counter(d["caused_by"] for d in decisions)
+    assert len(decisions) == 6
+    assert set(per_input.values()) == {1}
+    assert max(d.get("occupancy", 0) for d in decisions) == 5
+
+
+async def test_unreadable_input_goes_to_dead_letters_and_processing_goes_on(
+    stack_settings: Settings,
+) -> None:
+    room = "seosan.bookcafe"
+    producer = make_producer(stack_settings)
+    await producer.start()
+    try:
+        topic = stack_settings.topics.checkins
+        await producer.send_and_wait(topic, key=room.encode(), value=b"{not json")
+        await producer.send_and_wait(
+            topic,
+            key=room.encode(),
+            value=b'{"type": "checkin", "event_id": "x", "room_id": "seosan.bookcafe"}',
+        )
+        await producer.send_and_wait(
+            topic, key=b"another-room", value=walk_in(room, "k").model_dump_json().encode()
+        )
+    finally:
+        await producer.stop()
+    await produce(stack_settings, [club_room(room), walk_in(room, "kiosk-1")])
+    async with running(stack_settings, ("authority", "relay")):
+        letters = await read_topic(stack_settings, stack_settings.topics.dead_letters, expect=3)
+        decisions = await read_topic(stack_settings, stack_settings.topics.decisions, expect=2)
+    assert len(letters) == 3
+    originals = {base64.b64decode(letter["original"]) for letter in letters}
+    assert b"{not json" in originals
+    assert all(letter["topic"] == stack_settings.topics.checkins for letter in letters)
+    reasons = " | ".join(letter["reason"] for letter in letters)
+    assert "contract violation" in reasons and "does not match room_id" in reasons
+    assert [d["type"] for d in decisions] == ["room.configured", "checkin.admitted"]
