@@ -1,7 +1,7 @@
 """The capacity rules: one room's state and every decision about it.
 
 Plain Python, no Kafka and no SQL, so the rules can be tested fast and
-exhaustively. ``Room.handle`` takes one input event and the time it is decided
+exhaustively. ``decide`` takes a room, one input event and the time it is decided
 and returns the decisions it causes; the caller stores the new state and the
 decisions together. The rules are written down in ``docs/rules.md``.
 
@@ -745,6 +745,9 @@ def _checkin(room: Room | None, event: Checkin, d: _Decider, policy: Policy) -> 
     room.occupancy += event.party_size
     if own_booking is not None:
         own_booking.checked_in = True
+        # The decision names the booking this check-in attended, so the log alone
+        # says which bookings were honoured (replay and statistics rely on it).
+        fields["booking_id"] = own_booking.booking_id
     d.add(
         CheckinAdmitted(
             **d.common(room.room_id), **fields, occupancy=room.occupancy, capacity=room.capacity

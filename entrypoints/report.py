@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import unicodedata
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -84,12 +85,17 @@ def fmt_int(value: float) -> str:
     return f"{int(value):,}"
 
 
+def _half_up(value: float) -> Decimal:
+    """One decimal, halves away from zero (as the page shows them: 46.25 -> 46.3)."""
+    return Decimal(str(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
 def fmt_hours(value: float) -> str:
-    return f"{value:,.1f}"
+    return f"{_half_up(value):,}"
 
 
 def fmt_pct(value: float) -> str:
-    return f"{value * 100:.1f}%"
+    return f"{_half_up(value * 100)}%"
 
 
 def status(aggregate: dict[str, Any]) -> str:
@@ -140,7 +146,7 @@ def average_line(average: dict[str, Any] | None) -> str:
     return (
         f"Monthly average since the center opened ({average['first']}, "
         f"{months} month{'s' if months != 1 else ''}): "
-        f"{average['visits']:,.1f} visits, {average['booked_hours']:,.1f} booked hours"
+        f"{fmt_hours(average['visits'])} visits, {fmt_hours(average['booked_hours'])} booked hours"
     )
 
 

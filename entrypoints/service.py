@@ -87,10 +87,10 @@ class Services:
 
                 schedule_month_close(clock.scheduler, self.settings, db)
         try:
-            waiter = asyncio.gather(*(r.wait() for r in readies))
-            await asyncio.wait(
-                [asyncio.ensure_future(waiter), *tasks], return_when=asyncio.FIRST_COMPLETED
+            waiter: asyncio.Future[Any] = asyncio.ensure_future(
+                asyncio.gather(*(r.wait() for r in readies))
             )
+            await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
             if all(r.is_set() for r in readies):
                 self.ready.set()
                 log.info("services ready", extra={"parts": list(self.parts)})

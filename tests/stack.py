@@ -50,16 +50,18 @@ async def produce(settings: Settings, events: list[AnyInput]) -> None:
         await producer.stop()
 
 
-async def read_topic(settings: Settings, topic: str, *, expect: int = 0,
-                     timeout: float = 30.0) -> list[dict[str, Any]]:
+async def read_topic(
+    settings: Settings, topic: str, *, expect: int = 0, timeout: float = 30.0
+) -> list[dict[str, Any]]:
     """Everything on ``topic`` from the beginning; waits until at least ``expect`` values."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
     await consumer.start()
     values: list[dict[str, Any]] = []
     try:
         await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p)
-                      for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         loop = asyncio.get_running_loop()

@@ -728,8 +728,12 @@ def test_the_booker_is_admitted_by_member_or_booking_id() -> None:
     room = club()
     book(room, "b1", member="kim", party=4)
     # Early arrival (up to 15 min) counts as the booking's own check-in.
-    only(room, checkin(kst(9, 45), party=2, member="kim"), CheckinAdmitted, now=kst(9, 45))
+    admitted = only(
+        room, checkin(kst(9, 45), party=2, member="kim"), CheckinAdmitted, now=kst(9, 45)
+    )
     assert room.bookings["b1"].checked_in
+    # The decision names the booking the check-in counted against.
+    assert admitted.booking_id == "b1"
     only(room, checkin(kst(10, 5), party=2, booking_id="b1"), CheckinAdmitted, now=kst(10, 5))
     assert room.occupancy == 4
 

@@ -86,48 +86,50 @@ async def test_session_of_twenty_with_twenty_five_enrollments_and_a_promotion(
 ) -> None:
     room = "gwangju.cityhall-2"
     starts = (now() + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
-    async with running(stack_settings, ("authority", "relay")):
-        async with DecisionClient(stack_settings, rooms=[room]) as client:
-            await client.request(club_room(room, capacity=30))
-            scheduled = await client.request(
-                SessionScheduled(
-                    event_id=uuid.uuid4(),
-                    occurred_at=now(),
-                    room_id=room,
-                    session_id="village-edu-1",
-                    title="마을교육 (Village education)",
-                    starts_at=starts,
-                    ends_at=starts + timedelta(hours=2),
-                    capacity=20,
-                )
-            )
-            assert scheduled.type == "session.scheduled"
-            enrollments = [
-                EnrollmentRequested(
-                    event_id=uuid.uuid4(),
-                    occurred_at=now(),
-                    room_id=room,
-                    session_id="village-edu-1",
-                    member_id=f"m-{i:04d}",
-                )
-                for i in range(25)
-            ]
-            # Sent one after another: seats are first come, first served.
-            answers = [await client.request(e) for e in enrollments]
-            outcome = Counter(a.type for a in answers)
-            assert outcome == {"enrollment.confirmed": 20, "enrollment.waitlisted": 5}
-            assert [a.type for a in answers[:20]] == ["enrollment.confirmed"] * 20
-
-            cancel = EnrollmentCancelRequested(
+    async with (
+        running(stack_settings, ("authority", "relay")),
+        DecisionClient(stack_settings, rooms=[room]) as client,
+    ):
+        await client.request(club_room(room, capacity=30))
+        scheduled = await client.request(
+            SessionScheduled(
                 event_id=uuid.uuid4(),
                 occurred_at=now(),
                 room_id=room,
                 session_id="village-edu-1",
-                member_id="m-0003",
+                title="마을교육 (Village education)",
+                starts_at=starts,
+                ends_at=starts + timedelta(hours=2),
+                capacity=20,
             )
-            cancelled = await client.request(cancel)
-            assert cancelled.type == "enrollment.cancelled"
-            caused = await client.wait_for_consequences(cancel.event_id, 2, timeout=10)
+        )
+        assert scheduled.type == "session.scheduled"
+        enrollments = [
+            EnrollmentRequested(
+                event_id=uuid.uuid4(),
+                occurred_at=now(),
+                room_id=room,
+                session_id="village-edu-1",
+                member_id=f"m-{i:04d}",
+            )
+            for i in range(25)
+        ]
+        # Sent one after another: seats are first come, first served.
+        answers = [await client.request(e) for e in enrollments]
+        outcome = Counter(a.type for a in answers)
+        assert outcome == {"enrollment.confirmed": 20, "enrollment.waitlisted": 5}
+        assert [a.type for a in answers[:20]] == ["enrollment.confirmed"] * 20
+
+        cancel = EnrollmentCancelRequested(
+            event_id=uuid.uuid4(),
+            occurred_at=now(),
+            room_id=room,
+            session_id="village-edu-1",
+            member_id="m-0003",
+        )
+        cancelled = await client.request(cancel)
+        assert cancelled.type == "enrollment.cancelled"
+        caused = await client.wait_for_consequences(cancel.event_id, 2, timeout=10)
     promoted = [d for d in caused if d.type == "enrollment.promoted"]
     assert len(promoted) == 1
     assert getattr(promoted[0], "member_id", None) == "m-0020"  # the oldest waitlisted

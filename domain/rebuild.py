@@ -1,0 +1,122 @@
+"""Rebuild a room's state from the ``decisions`` log alone (``spaces replay``).
+
+The decisions are the system's record of what it decided; applying them in
+order must give the state the room authority holds. Two things are not in the
+log and are left out of the comparison: the clock's bookkeeping of the last
+closing (a tick that checks nobody out decides nothing) and bookings and
+sessions the authority already pruned (ended more than ``KEEP_HISTORY`` ago).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from domain.capacity import KEEP_HISTORY, Booking, Enrollment, Room, Session
+from schemas.decisions import (
+    AnyDecision,
+    BookingCancelled,
+    BookingConfirmed,
+    BookingReleased,
+    CapacityChanged,
+    CheckinAdmitted,
+    CheckoutRecorded,
+    EnrollmentCancelled,
+    EnrollmentConfirmed,
+    EnrollmentPromoted,
+    EnrollmentWaitlisted,
+    RoomConfiguredDecision,
+    SessionScheduledDecision,
+)
+
+
+def apply(room: Room | None, decision: AnyDecision) -> Room | None:
+    """The room after ``decision``; decisions that change nothing return it unchanged."""
+    if isinstance(decision, RoomConfiguredDecision):
+        if room is None:
+            room = Room(
+                room_id=decision.room_id,
+                center_id=decision.center_id or "",
+                name=decision.name,
+                capacity=decision.capacity,
+                booking_mode=decision.booking_mode,
+                opens=decision.opens,
+                closes=decision.closes,
+                timezone=decision.timezone,
+            )
+        else:
+            room.center_id = decision.center_id or room.center_id
+            room.name = decision.name
+            room.capacity = decision.capacity
+            room.booking_mode = decision.booking_mode
+            room.opens = decision.opens
+            room.closes = decision.closes
+            room.timezone = decision.timezone
+        return room
+    if room is None:
+        return None
+    match decision:
+        case CapacityChanged():
+            room.capacity = decision.capacity
+        case SessionScheduledDecision():
+            room.sessions[decision.session_id] = Session(
+                session_id=decision.session_id,
+                title=decision.title,
+                starts_at=decision.starts_at,
+                ends_at=decision.ends_at,
+                capacity=decision.capacity,
+            )
+        case BookingConfirmed():
+            room.bookings[decision.booking_id] = Booking(
+                booking_id=decision.booking_id,
+                member_id=decision.member_id,
+                party_size=decision.party_size,
+                starts_at=decision.starts_at,
+                ends_at=decision.ends_at,
+            )
+        case BookingCancelled() | BookingReleased():
+            booking = room.bookings.get(decision.booking_id)
+            if booking is not None:
+                booking.status = "cancelled" if decision.type == "booking.cancelled" else "released"
+        case EnrollmentConfirmed() | EnrollmentWaitlisted():
+            session = room.sessions.get(decision.session_id)
+            if session is not None:
+                queue = (
+                    session.enrolled
+                    if decision.type == "enrollment.confirmed"
+                    else (session.waitlist)
+                )
+                queue.append(Enrollment(decision.member_id, decision.party_size))
+        case EnrollmentCancelled() | EnrollmentPromoted():
+            session = room.sessions.get(decision.session_id)
+            found = session.find(decision.member_id) if session else None
+            if session is not None and found is not None:
+                queue, enrollment = found
+                queue.remove(enrollment)
+                if decision.type == "enrollment.promoted":
+                    session.enrolled.append(enrollment)
+        case CheckinAdmitted():
+            room.occupancy = decision.occupancy
+            if decision.booking_id and decision.booking_id in room.bookings:
+                room.bookings[decision.booking_id].checked_in = True
+        case CheckoutRecorded():
+            room.occupancy = decision.occupancy
+        case _:
+            pass
+    return room
+
+
+def comparable(room: Room, now: datetime) -> dict[str, Any]:
+    """What replay compares: the room without clock bookkeeping and pruned history."""
+    cutoff = now - KEEP_HISTORY
+    document = room.to_json()
+    document.pop("last_closing")
+    document["bookings"] = sorted(
+        (b for b in document["bookings"] if datetime.fromisoformat(b["ends_at"]) > cutoff),
+        key=lambda b: str(b["booking_id"]),
+    )
+    document["sessions"] = sorted(
+        (s for s in document["sessions"] if datetime.fromisoformat(s["ends_at"]) > cutoff),
+        key=lambda s: str(s["session_id"]),
+    )
+    return document
