@@ -745,9 +745,9 @@ def _checkin(room: Room | None, event: Checkin, d: _Decider, policy: Policy) -> 
     room.occupancy += event.party_size
     if own_booking is not None:
         own_booking.checked_in = True
-        # The decision names the booking this check-in attended, so the log alone
-        # says which bookings were honoured (replay and statistics rely on it).
-        fields["booking_id"] = own_booking.booking_id
+        # The decision names the booking this check-in attended (the kiosk may have named
+        # none), so the log alone says which bookings were honoured (replay relies on it).
+        fields["attended_booking_id"] = own_booking.booking_id
     d.add(
         CheckinAdmitted(
             **d.common(room.room_id), **fields, occupancy=room.occupancy, capacity=room.capacity

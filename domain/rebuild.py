@@ -97,8 +97,8 @@ def apply(room: Room | None, decision: AnyDecision) -> Room | None:
                     session.enrolled.append(enrollment)
         case CheckinAdmitted():
             room.occupancy = decision.occupancy
-            if decision.booking_id and decision.booking_id in room.bookings:
-                room.bookings[decision.booking_id].checked_in = True
+            if decision.attended_booking_id in room.bookings:
+                room.bookings[decision.attended_booking_id].checked_in = True
         case CheckoutRecorded():
             room.occupancy = decision.occupancy
         case _:

@@ -169,6 +169,8 @@ class _CheckinOutcome(Decision):
     booking_id: Identifier | None = None
     session_id: Identifier | None = None
     late: bool = False
+    attended_booking_id: Identifier | None = None
+    """On an admission: the booking this check-in counts as attendance for, if any."""
 
 
 class CheckinAdmitted(_CheckinOutcome):

@@ -20,6 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.capacity import Policy, Room, Unprocessable, decide, max_concurrent
+from domain.rebuild import apply as rebuild
+from domain.rebuild import comparable
 from schemas.decisions import (
     BookingConfirmed,
     BookingReleased,
@@ -283,6 +285,8 @@ class World:
     """Each room restored from its JSON after the previous step; must decide the same."""
     decision_ids: set[UUID] = field(default_factory=set)
     reconfigured: set[str] = field(default_factory=set)
+    rebuilt: dict[str, Room | None] = field(default_factory=dict)
+    """Each room rebuilt from its decisions alone, as ``spaces replay`` does."""
 
     def apply(self, event: AnyInput) -> list[Decision]:
         room = self.rooms.get(event.room_id)
@@ -304,6 +308,13 @@ class World:
 
         self.check_decisions(event, decisions, after, occupancy_before, checked_in)
         self.rooms[event.room_id] = after
+        for decision in decisions:
+            self.rebuilt[event.room_id] = rebuild(self.rebuilt.get(event.room_id), decision)
+        if after is not None:
+            # (h) the decisions log alone rebuilds the room (replay), but for clock bookkeeping.
+            rebuilt = self.rebuilt.get(event.room_id)
+            assert rebuilt is not None
+            assert comparable(rebuilt, self.now) == comparable(after, self.now)
         if after is not None:
             check_room(after)
             # (g) the state survives a JSON round trip at every step.

@@ -733,7 +733,8 @@ def test_the_booker_is_admitted_by_member_or_booking_id() -> None:
     )
     assert room.bookings["b1"].checked_in
     # The decision names the booking the check-in counted against.
-    assert admitted.booking_id == "b1"
+    assert admitted.attended_booking_id == "b1"
+    assert admitted.booking_id is None  # what the kiosk sent is echoed as sent
     only(room, checkin(kst(10, 5), party=2, booking_id="b1"), CheckinAdmitted, now=kst(10, 5))
     assert room.occupancy == 4
 
