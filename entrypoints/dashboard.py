@@ -27,12 +27,11 @@ from zoneinfo import ZoneInfo
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import event, func, select
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.responses import StreamingResponse
 
-from infra.db import Database, OutboxRow, RoomRow, UsageMonthlyRow, is_sqlite
+from infra.db import OutboxRow, RoomRow, UsageMonthlyRow, make_engine
 from infra.settings import Settings
 from schemas.outputs import UsageMonthly, usage_key
 
@@ -295,34 +294,8 @@ async def data_version(session: AsyncSession) -> str:
 
 
 def read_engine(settings: Settings) -> AsyncEngine:
-    """An engine for reading.
-
-    ``infra.db.make_engine`` starts every SQLite transaction with ``BEGIN IMMEDIATE`` (the
-    write lock) so that writers never deadlock; a dashboard polling every second must not
-    take that lock, so on SQLite it gets its own engine with deferred (read) transactions.
-    WAL lets these reads run while a consumer writes.
-    """
-    url = settings.database_url
-    if not is_sqlite(url):
-        return Database(settings).engine
-    database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.execute("PRAGMA query_only=ON")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
-
-    return engine
+    """Reads never take SQLite's write lock: a polling page must not slow the consumers."""
+    return make_engine(settings, read_only=True)
 
 
 # --- the app --------------------------------------------------------------------------

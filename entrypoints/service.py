@@ -8,6 +8,7 @@ the relay drain what was committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -20,6 +21,7 @@ from consumers.batch import EffectivelyOnceLoop, LoopOptions
 from consumers.clock import Clock
 from consumers.relay import OutboxRelay
 from infra.db import Database, utcnow
+from infra.observability import METRICS
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class Services:
                 from consumers.statistics import schedule_month_close
 
                 schedule_month_close(clock.scheduler, self.settings, db)
+        reporter = asyncio.create_task(report_metrics(self.stop))
         try:
             waiter: asyncio.Future[Any] = asyncio.ensure_future(
                 asyncio.gather(*(r.wait() for r in readies))
@@ -109,11 +112,20 @@ class Services:
                     log.error("part failed", extra={"part": task.get_name()}, exc_info=result)
                     raise result
         finally:
+            reporter.cancel()
             for task in tasks:
                 task.cancel()
             if clock is not None:
                 await clock.stop()
             await db.dispose()
+
+
+async def report_metrics(stop: asyncio.Event, every_s: float = 30.0) -> None:
+    """The counters an operator watches, as one structured log line every 30 s."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+        log.info("metrics", extra={"metrics": METRICS.snapshot()})
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
