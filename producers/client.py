@@ -154,23 +154,39 @@ class DecisionClient:
             value=encode(event.model_dump(mode="json")),
         )
 
-    async def request(self, event: AnyInput, timeout: float | None = None) -> Decision:
-        """Publish ``event`` and return its primary decision."""
+    async def request(
+        self, event: AnyInput, timeout: float | None = None, attempts: int = 2
+    ) -> Decision:
+        """Publish ``event`` and return its primary decision.
+
+        Without an answer in ``timeout`` seconds the same event (same ``event_id``) is
+        sent again, up to ``attempts`` times in all: the room authority decides it once
+        however often it arrives, and we keep listening for the first answer.
+        """
+        wait_s = timeout or self.settings.kiosk_timeout_s
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Decision]] = loop.create_future()
         self._waiting[event.event_id] = future
         self._mine.add(event.event_id)
         try:
-            await self.send(event)
-            decisions = await asyncio.wait_for(
-                asyncio.shield(future), timeout or self.settings.kiosk_timeout_s
-            )
-            return decisions[0]
-        except TimeoutError as error:
+            for attempt in range(1, attempts + 1):
+                await self.send(event)
+                try:
+                    decisions = await asyncio.wait_for(asyncio.shield(future), wait_s)
+                    return decisions[0]
+                except TimeoutError:
+                    log.warning(
+                        "no decision yet",
+                        extra={
+                            "event_id": str(event.event_id),
+                            "room": event.room_id,
+                            "attempt": attempt,
+                        },
+                    )
             raise NoDecision(
-                f"no decision for {event.type} {event.event_id} within "
-                f"{timeout or self.settings.kiosk_timeout_s}s"
-            ) from error
+                f"no decision for {event.type} {event.event_id} after {attempts} attempts "
+                f"of {wait_s}s (is `spaces run` running?)"
+            )
         finally:
             self._waiting.pop(event.event_id, None)
 

@@ -183,3 +183,20 @@ async def test_unreadable_input_goes_to_dead_letters_and_processing_goes_on(
     reasons = " | ".join(letter["reason"] for letter in letters)
     assert "contract violation" in reasons and "does not match room_id" in reasons
     assert [d["type"] for d in decisions] == ["room.configured", "checkin.admitted"]
+
+
+async def test_a_kiosk_retry_is_answered_once(stack_settings: Settings) -> None:
+    room = "seosan.office"
+    await produce(stack_settings, [club_room(room)])
+    checkin = walk_in(room, "kiosk-offline")
+    async with DecisionClient(stack_settings, rooms=[room]) as kiosk:
+        # Nobody decides yet: the kiosk times out and sends the same event again.
+        pending = asyncio.create_task(kiosk.request(checkin, timeout=1.0, attempts=20))
+        sent = await read_topic(stack_settings, stack_settings.topics.checkins, expect=2)
+        assert len(sent) >= 2 and {s["event_id"] for s in sent} == {str(checkin.event_id)}
+        async with running(stack_settings, ("authority", "relay")):
+            answer = await pending
+            decisions = await read_topic(stack_settings, stack_settings.topics.decisions, expect=2)
+    assert answer.type == "checkin.admitted"
+    assert [d["caused_by"] for d in decisions].count(str(checkin.event_id)) == 1
+    assert len(decisions) == 2
