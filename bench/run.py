@@ -291,6 +291,8 @@ class Throughput:
     scenario: str
     backend: str
     batch_max_records: int
+    poll_timeout_ms: int
+    """``batch_timeout_ms``: how long one ``getmany`` waits for records."""
     events: int
     """Check-ins and check-outs."""
     inputs: int
@@ -302,6 +304,7 @@ class Throughput:
     """From the first input recorded as processed until all are recorded."""
     inputs_per_s_wall: float
     inputs_per_s_processing: float
+    ms_per_input: float
     decisions: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
 
@@ -357,9 +360,14 @@ async def throughput(
     scenario: str,
     batch_max_records: int,
     events: int,
+    poll_timeout_ms: int | None = None,
 ) -> Throughput:
-    url = await databases.fresh(backend, scenario)
-    settings = isolated(base, url, batch_max_records=batch_max_records)
+    """Pre-produce, then start the authority and time it until every input is recorded."""
+    url = await databases.fresh(backend, scenario.split()[0].lower())
+    timeout_ms = poll_timeout_ms or base.batch_timeout_ms
+    settings = isolated(
+        base, url, batch_max_records=batch_max_records, batch_timeout_ms=timeout_ms
+    )
     await kafka_local.ensure_topics(settings)
     # Migrate before the clock starts: both designs share that cost, it is not decided work.
     db = Database(settings)
@@ -399,6 +407,7 @@ async def throughput(
         scenario=scenario,
         backend=backend,
         batch_max_records=batch_max_records,
+        poll_timeout_ms=timeout_ms,
         events=events,
         inputs=expected,
         produce_s=round(produce_s, 3),
@@ -406,6 +415,7 @@ async def throughput(
         processing_s=round(processing_s, 3),
         inputs_per_s_wall=round(expected / wall_s, 1),
         inputs_per_s_processing=round(expected / processing_s, 1),
+        ms_per_input=round(processing_s / expected * 1000, 2),
         decisions=decisions,
         dead_letters=dead,
     )

@@ -41,6 +41,7 @@ from schemas.decisions import (
     EnrollmentWaitlisted,
     RoomConfiguredDecision,
     SessionRejected,
+    SessionRejectReason,
     SessionScheduledDecision,
 )
 from schemas.inputs import (
@@ -213,7 +214,9 @@ class Room:
         )
         return holds
 
-    def _fits(self, persons: int, starts_at: datetime, ends_at: datetime) -> str | None:
+    def _fits(
+        self, persons: int, starts_at: datetime, ends_at: datetime
+    ) -> Literal["over_capacity", "overlap"] | None:
         """Why an interval holding ``persons`` cannot be confirmed, or None if it can."""
         if persons > self.capacity:
             return "over_capacity"
@@ -455,8 +458,22 @@ def _change_capacity(room: Room, event: RoomCapacityChanged, d: _Decider) -> Non
     )
 
 
+HoldProblem = Literal["in_the_past", "outside_opening_hours", "over_capacity", "overlap"]
+
+
+def _hold_problem(
+    room: Room, persons: int, starts_at: datetime, ends_at: datetime, now: datetime
+) -> HoldProblem | None:
+    """Why a new hold of the room (a booking or a session) cannot be confirmed, or None."""
+    if starts_at < now:
+        return "in_the_past"
+    if not room.within_opening_hours(starts_at, ends_at):
+        return "outside_opening_hours"
+    return room._fits(persons, starts_at, ends_at)
+
+
 def _schedule_session(room: Room | None, event: SessionScheduled, d: _Decider) -> None:
-    def reject(reason: Any) -> None:
+    def reject(reason: SessionRejectReason) -> None:
         d.add(
             SessionRejected(**d.common(event.room_id), session_id=event.session_id, reason=reason)
         )
@@ -465,11 +482,7 @@ def _schedule_session(room: Room | None, event: SessionScheduled, d: _Decider) -
         return reject("unknown_room")
     if event.session_id in room.sessions:
         return reject("invalid")
-    if event.starts_at < d.now:
-        return reject("in_the_past")
-    if not room.within_opening_hours(event.starts_at, event.ends_at):
-        return reject("outside_opening_hours")
-    problem = room._fits(event.capacity, event.starts_at, event.ends_at)
+    problem = _hold_problem(room, event.capacity, event.starts_at, event.ends_at, d.now)
     if problem is not None:
         return reject(problem)
     room.sessions[event.session_id] = Session(
@@ -510,15 +523,9 @@ def _request_booking(room: Room | None, event: BookingRequested, d: _Decider) ->
         return reject("unknown_room")
     if event.booking_id in room.bookings:
         return reject("invalid")
-    if event.starts_at < d.now:
-        return reject("in_the_past")
-    if not room.within_opening_hours(event.starts_at, event.ends_at):
-        return reject("outside_opening_hours")
-    problem = room._fits(event.party_size, event.starts_at, event.ends_at)
-    if problem == "overlap":
-        return reject("overlap")
+    problem = _hold_problem(room, event.party_size, event.starts_at, event.ends_at, d.now)
     if problem is not None:
-        return reject("over_capacity")
+        return reject(problem)
     room.bookings[event.booking_id] = Booking(
         booking_id=event.booking_id,
         member_id=event.member_id,
