@@ -73,6 +73,8 @@ class TimeAlignedBuffer:
     def __init__(self, max_idle_s: float) -> None:
         self.max_idle_s = max_idle_s
         self.buffers: dict[TopicPartition, deque[Record]] = {}
+        self.waiting_on: set[TopicPartition] = set()
+        """Partitions that held a group back at the last ``take``: fetch these next."""
         self._blocked_since: float | None = None
 
     def add(self, fetched: dict[TopicPartition, list[Record]]) -> None:
@@ -81,6 +83,7 @@ class TimeAlignedBuffer:
 
     def clear(self) -> None:
         self.buffers.clear()
+        self.waiting_on.clear()
         self._blocked_since = None
 
     def __len__(self) -> int:
@@ -99,6 +102,7 @@ class TimeAlignedBuffer:
         blocked = False
         forced = self._blocked_since is not None and now - self._blocked_since >= self.max_idle_s
         out: list[Record] = []
+        self.waiting_on = set()
         for members in groups.values():
             while len(out) < limit:
                 heads = [tp for tp in members if self.buffers.get(tp)]
@@ -107,6 +111,7 @@ class TimeAlignedBuffer:
                 waiting = [tp for tp in members if not self.buffers.get(tp) and tp in lagging]
                 if waiting and not forced:
                     blocked = True
+                    self.waiting_on.update(waiting)
                     break
                 first = min(heads, key=lambda tp: (self.buffers[tp][0].timestamp, tp.topic))
                 out.append(self.buffers[first].popleft())
@@ -212,8 +217,11 @@ class EffectivelyOnceLoop:
             ready.set()
         try:
             while not stop.is_set():
+                # A group held back by a partition not read yet: read that partition first.
                 fetched = await consumer.getmany(
-                    timeout_ms=self.options.timeout_ms, max_records=self.options.max_records
+                    *(self.buffer.waiting_on & consumer.assignment()),
+                    timeout_ms=self.options.timeout_ms,
+                    max_records=self.options.max_records,
                 )
                 async with self._lock:
                     self.buffer.add(fetched)
