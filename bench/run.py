@@ -3,22 +3,26 @@
 Every comparison is a ratio of two figures measured in this one process, on this
 machine, in this run; nothing here is a target checked by a unit test. Scenarios:
 
-A  batched: N check-ins/check-outs pre-produced to ~20 rooms, then the room authority
-   alone decides them with ``batch_max_records=500`` (one database transaction, then
-   one offset commit, per batch).
-B  one event per transaction: the same with ``batch_max_records=1`` (the naive design:
-   a database round trip and an offset commit for every event). Ratio A/B.
-C  kiosk latency: authority + outbox relay running, a ``DecisionClient`` sends
-   sequential check-ins and times publish -> decision read back.
-M  memory: peak RSS growth of this process across scenario A, and the size of a
-   room's JSON state holding 1000 bookings.
+A   batched: N check-ins/check-outs pre-produced to 20 shared rooms, then the room
+    authority alone decides them with ``batch_max_records=500`` (one database
+    transaction, then one offset commit, per batch), polling as deployed
+    (``batch_timeout_ms`` from the settings, 100 ms by default).
+B   one event per transaction: the same with ``batch_max_records=1`` (the naive design:
+    a database transaction and an offset commit for every event). Ratio A/B.
+A*, B*  the same two with a 1 ms poll timeout: a control that leaves only the cost of
+    the transactions and commits (see docs/benchmarks.md for why B needs it).
+C   kiosk latency: authority + outbox relay running, a ``DecisionClient`` sends
+    sequential check-ins and times publish -> decision read back.
+M   memory: peak RSS growth of this process across scenario A, and the size of a
+    room's JSON state holding 1000 bookings.
 
-Each scenario gets its own topics (random suffix), consumer groups and database (a
-fresh SQLite file; also PostgreSQL when ``SPACES_BENCH_POSTGRES_URL`` is set). The
-figures are printed and written to ``artifacts/bench.json`` with the machine and the
-command line that produced them.
+B and B* decide the first ``--events-b`` events of A's sequence (default 500): at one
+transaction each they would otherwise take most of the run. Each scenario gets its own
+topics (random suffix), consumer groups and database (a fresh SQLite file; also
+PostgreSQL when ``SPACES_BENCH_POSTGRES_URL`` is set). The figures are printed and
+written to ``artifacts/bench.json`` with the machine and the command line.
 
-    .venv/bin/python -m bench.run [--events N] [--requests N] [--quick]
+    .venv/bin/python -m bench.run [--events N] [--events-b N] [--requests N] [--quick]
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ KIOSK = "bench.kiosk-1"
 SEED = 20240501
 DEFAULT_EVENTS = 5000
 QUICK_EVENTS = 1000
+DEFAULT_EVENTS_B = 500
+QUICK_EVENTS_B = 100
 DEFAULT_REQUESTS = 200
 QUICK_REQUESTS = 50
 BATCHED = 500
@@ -365,9 +371,7 @@ async def throughput(
     """Pre-produce, then start the authority and time it until every input is recorded."""
     url = await databases.fresh(backend, scenario.split()[0].lower())
     timeout_ms = poll_timeout_ms or base.batch_timeout_ms
-    settings = isolated(
-        base, url, batch_max_records=batch_max_records, batch_timeout_ms=timeout_ms
-    )
+    settings = isolated(base, url, batch_max_records=batch_max_records, batch_timeout_ms=timeout_ms)
     await kafka_local.ensure_topics(settings)
     # Migrate before the clock starts: both designs share that cost, it is not decided work.
     db = Database(settings)
@@ -557,18 +561,18 @@ def machine() -> dict[str, Any]:
     }
 
 
-def git_revision() -> str | None:
+def git_revision() -> dict[str, Any] | None:
+    """The commit measured, and whether the work tree had changes on top of it."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
+        head, status = (
+            subprocess.run(
+                ["git", *command], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+            for command in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain"])
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return {"commit": head, "dirty": bool(status)}
 
 
 def ratio(a: float, b: float) -> float:
@@ -586,33 +590,35 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
+    m = report["machine"]
     out = [
-        f"bench: {report['command']}  ({report['date']}, {report['machine']['nproc']} cores, "
-        f"Python {report['machine']['python']}, broker {report['broker']['bootstrap']})",
+        f"bench: {report['command']}  ({report['date']}, {m['nproc']} cores, "
+        f"Python {m['python']}, broker {report['broker']['bootstrap']})",
         "",
+        "throughput (wall = from starting the authority; proc = from the first input recorded)",
     ]
-    rows = [["scenario", "backend", "batch", "inputs", "wall s", "inputs/s", "proc s", "inputs/s"]]
+    header = "scenario db batch poll_ms inputs wall_s inputs/s proc_s inputs/s ms/input"
+    rows = [header.split()]
     for t in report["throughput"]:
         rows.append(
             [
                 t["scenario"],
                 t["backend"],
                 str(t["batch_max_records"]),
+                str(t["poll_timeout_ms"]),
                 str(t["inputs"]),
                 f"{t['wall_s']:.2f}",
                 f"{t['inputs_per_s_wall']:.0f}",
                 f"{t['processing_s']:.2f}",
                 f"{t['inputs_per_s_processing']:.0f}",
+                f"{t['ms_per_input']:.2f}",
             ]
         )
-    out += [
-        "A/B throughput (wall = from authority start; proc = from first input recorded)",
-        table(rows),
-        "",
-    ]
-    for backend, r in report["ratios"].items():
+    out += [table(rows), ""]
+    for r in report["ratios"]:
         out.append(
-            f"ratio A/B ({backend}): {r['wall']}x from start, {r['processing']}x while processing"
+            f"ratio {r['pair']} ({r['backend']}): {r['processing']}x while processing, "
+            f"{r['wall']}x from start"
         )
     c = report["latency"]
     out += [
@@ -621,62 +627,98 @@ def render(report: dict[str, Any]) -> str:
         f"decision): median {c['median_ms']} ms, p95 {c['p95_ms']} ms "
         f"(min {c['min_ms']}, max {c['max_ms']})",
     ]
-    m = report["memory"]
+    mem = report["memory"]
     out += [
-        f"M peak RSS across A ({m['backend']}): {m['peak_rss_before_mib']:.1f} -> "
-        f"{m['peak_rss_after_mib']:.1f} MiB (+{m['peak_rss_delta_mib']:.1f} MiB)",
-        f"M room JSON with {m['room_json']['bookings']} bookings: "
-        f"{m['room_json']['kib']} KiB ({m['room_json']['bytes_per_booking']} B/booking)",
+        f"M peak RSS across A ({mem['backend']}): {mem['peak_rss_before_mib']:.1f} -> "
+        f"{mem['peak_rss_after_mib']:.1f} MiB (+{mem['peak_rss_delta_mib']:.1f} MiB)",
+        f"M room JSON with {mem['room_json']['bookings']} bookings: "
+        f"{mem['room_json']['kib']} KiB ({mem['room_json']['bytes_per_booking']} B/booking)",
         "",
         f"wrote {report['output']} in {report['elapsed_s']:.0f}s",
     ]
     return "\n".join(out)
 
 
-# --------------------------------------------------------------------------- main
+@dataclass(frozen=True)
+class Spec:
+    scenario: str
+    batch_max_records: int
+    poll_timeout_ms: int | None
+    """None: the settings' ``batch_timeout_ms`` (as deployed)."""
+    many: bool
+    """True: ``--events`` inputs; False: ``--events-b`` (the slow designs)."""
+
+
+SPECS = (
+    Spec("A batched", BATCHED, None, many=True),
+    Spec("B one-per-txn", 1, None, many=False),
+    Spec("A* batched", BATCHED, 1, many=True),
+    Spec("B* one-per-txn", 1, 1, many=False),
+)
+PAIRS = (("A/B", "A batched", "B one-per-txn"), ("A*/B*", "A* batched", "B* one-per-txn"))
 
 
 async def run_all(
-    base: Settings, events: int, requests: int, postgres_url: str | None
+    base: Settings, events: int, events_b: int, requests: int, postgres_url: str | None
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="spaces-bench-") as tmp:
         databases = Databases(Path(tmp), postgres_url)
+        results: list[Throughput] = []
+        memory: dict[str, Any] = {}
         try:
-            results: list[Throughput] = []
-            memory: dict[str, Any] = {}
             for backend in databases.backends():
-                before = peak_rss_mib()
-                a = await throughput(base, databases, backend, "A-batched", BATCHED, events)
-                after = peak_rss_mib()
-                print(f"  A {backend}: {a.inputs_per_s_processing:.0f} inputs/s", flush=True)
-                if backend == "sqlite":
-                    memory = {
-                        "backend": backend,
-                        "peak_rss_before_mib": round(before, 1),
-                        "peak_rss_after_mib": round(after, 1),
-                        "peak_rss_delta_mib": round(after - before, 1),
-                    }
-                b = await throughput(base, databases, backend, "B-one-per-txn", 1, events)
-                print(f"  B {backend}: {b.inputs_per_s_processing:.0f} inputs/s", flush=True)
-                results += [a, b]
-            print("  C: kiosk latency ...", flush=True)
+                for spec in SPECS:
+                    before = peak_rss_mib()
+                    t = await throughput(
+                        base,
+                        databases,
+                        backend,
+                        spec.scenario,
+                        spec.batch_max_records,
+                        events if spec.many else events_b,
+                        spec.poll_timeout_ms,
+                    )
+                    after = peak_rss_mib()
+                    if not memory:  # the first scenario A of the run
+                        memory = {
+                            "backend": backend,
+                            "scenario": spec.scenario,
+                            "peak_rss_before_mib": round(before, 1),
+                            "peak_rss_after_mib": round(after, 1),
+                            "peak_rss_delta_mib": round(after - before, 1),
+                        }
+                    print(
+                        f"  {spec.scenario} ({backend}): {t.inputs_per_s_processing:.0f} inputs/s",
+                        flush=True,
+                    )
+                    results.append(t)
+            print("  C kiosk latency ...", flush=True)
             c = await latency(base, databases, "sqlite", requests)
         finally:
             await databases.drop_all()
     memory["room_json"] = room_json_size(JSON_BOOKINGS)
-    ratios = {}
+    ratios = []
     for backend in databases.backends():
-        a, b = (t for t in results if t.backend == backend)
-        ratios[backend] = {
-            "wall": ratio(a.inputs_per_s_wall, b.inputs_per_s_wall),
-            "processing": ratio(a.inputs_per_s_processing, b.inputs_per_s_processing),
-        }
+        by_name = {t.scenario: t for t in results if t.backend == backend}
+        for pair, first, second in PAIRS:
+            a, b = by_name[first], by_name[second]
+            ratios.append(
+                {
+                    "pair": pair,
+                    "backend": backend,
+                    "processing": ratio(a.inputs_per_s_processing, b.inputs_per_s_processing),
+                    "wall": ratio(a.inputs_per_s_wall, b.inputs_per_s_wall),
+                }
+            )
     return {
         "throughput": [asdict(t) for t in results],
         "ratios": ratios,
         "latency": asdict(c),
         "memory": memory,
     }
+
+
+# --------------------------------------------------------------------------- main
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -686,7 +728,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--events",
         type=int,
         default=None,
-        help=f"check-ins/check-outs for A and B (default {DEFAULT_EVENTS}, quick {QUICK_EVENTS})",
+        help=f"check-ins/check-outs for A and A* (default {DEFAULT_EVENTS}, quick {QUICK_EVENTS})",
+    )
+    parser.add_argument(
+        "--events-b",
+        type=int,
+        default=None,
+        help=f"check-ins/check-outs for B and B*, one transaction each (default "
+        f"{DEFAULT_EVENTS_B}, quick {QUICK_EVENTS_B}): the first ones of A's sequence",
     )
     parser.add_argument(
         "--requests",
@@ -700,16 +749,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.events is None:
         args.events = QUICK_EVENTS if args.quick else DEFAULT_EVENTS
+    if args.events_b is None:
+        args.events_b = min(args.events, QUICK_EVENTS_B if args.quick else DEFAULT_EVENTS_B)
     if args.requests is None:
         args.requests = QUICK_REQUESTS if args.quick else DEFAULT_REQUESTS
-    if args.events < 1 or args.requests < 1:
-        parser.error("--events and --requests must be at least 1")
+    if min(args.events, args.events_b, args.requests) < 1:
+        parser.error("--events, --events-b and --requests must be at least 1")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Fresh topics answer NOT_LEADER for a moment; aiokafka logs each retry it then makes
+    # (some at ERROR). A failure that matters raises, and the bench stops on it.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     began = time.monotonic()
     date = datetime.now(UTC).isoformat(timespec="seconds")
     settings = Settings()
@@ -720,12 +774,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"broker {settings.bootstrap}: "
         + ("reused" if was_running or not broker.started else "started")
-        + f"; {args.events} events, {args.requests} kiosk requests",
+        + f"; {args.events} events (B: {args.events_b}), {args.requests} kiosk requests",
         flush=True,
     )
     try:
         figures = asyncio.run(
-            run_all(settings, args.events, args.requests, os.environ.get(PG_ENV) or None)
+            run_all(
+                settings,
+                args.events,
+                args.events_b,
+                args.requests,
+                os.environ.get(PG_ENV) or None,
+            )
         )
     finally:
         if not was_running and not settings.uses_external_kafka:
@@ -745,9 +805,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "parameters": {
             "events": args.events,
+            "events_b": args.events_b,
             "rooms": ROOMS,
             "capacity": CAPACITY,
             "batched_max_records": BATCHED,
+            "poll_timeout_ms_default": settings.batch_timeout_ms,
             "requests": args.requests,
             "seed": SEED,
             "postgresql": bool(os.environ.get(PG_ENV)),

@@ -193,12 +193,19 @@ class LoopOptions:
 
 class EffectivelyOnceLoop:
     def __init__(
-        self, settings: Settings, db: Database, processor: BatchProcessor, options: LoopOptions
+        self,
+        settings: Settings,
+        db: Database,
+        processor: BatchProcessor,
+        options: LoopOptions,
+        outbox_written: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.processor = processor
         self.options = options
+        self.outbox_written = outbox_written
+        """Set after each committed batch, so a relay in this process publishes at once."""
         self._lock = asyncio.Lock()
         self.buffer = TimeAlignedBuffer(options.max_idle_s)
         self.batches = 0
@@ -215,12 +222,14 @@ class EffectivelyOnceLoop:
         )
         if ready is not None:
             ready.set()
+        more_ready = False
         try:
             while not stop.is_set():
                 # A group held back by a partition not read yet: read that partition first.
+                # Records already buffered and ready are decided without waiting for more.
                 fetched = await consumer.getmany(
                     *(self.buffer.waiting_on & consumer.assignment()),
-                    timeout_ms=self.options.timeout_ms,
+                    timeout_ms=0 if more_ready else self.options.timeout_ms,
                     max_records=self.options.max_records,
                 )
                 async with self._lock:
@@ -234,9 +243,12 @@ class EffectivelyOnceLoop:
                         self.options.max_records,
                         asyncio.get_running_loop().time(),
                     )
+                    more_ready = len(records) == self.options.max_records and bool(len(self.buffer))
                     if not records:
                         continue
                     await self._decide(records)
+                    if self.outbox_written is not None:
+                        self.outbox_written.set()
                     offsets: dict[TopicPartition, int] = {}
                     for record in records:
                         offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1

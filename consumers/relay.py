@@ -9,7 +9,6 @@ does not publish them a second time. Run one relay per database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -25,9 +24,13 @@ BATCH = 500
 
 
 class OutboxRelay:
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, outbox_written: asyncio.Event | None = None
+    ) -> None:
         self.settings = settings
         self.db = db
+        self.outbox_written = outbox_written or asyncio.Event()
+        """Set by a consumer in this process after it commits; otherwise the relay polls."""
         self.published = 0
 
     def output_topics(self) -> tuple[str, ...]:
@@ -100,7 +103,7 @@ class OutboxRelay:
             while not stop.is_set():
                 rows = await self.db.unpublished(BATCH)
                 if not rows:
-                    await _sleep_or_stop(stop, self.settings.relay_interval_s)
+                    await self._wait_for_rows(stop)
                     continue
                 await self.publish(producer, rows)
             # Drain what was committed before the stop, so a graceful stop leaves nothing behind.
@@ -125,12 +128,22 @@ class OutboxRelay:
         METRICS.inc("outbox_published_total", len(rows))
         log.debug("outbox published", extra={"rows": len(rows), "last_id": rows[-1].id})
 
+    async def _wait_for_rows(self, stop: asyncio.Event) -> None:
+        """Until a consumer here commits, the poll interval passes, or we are stopped."""
+        waits = [
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(self.outbox_written.wait()),
+        ]
+        try:
+            await asyncio.wait(
+                waits, timeout=self.settings.relay_interval_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        self.outbox_written.clear()
+
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     await consumer._client.force_metadata_update()
     return consumer.partitions_for_topic(topic) or set()
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -43,6 +43,7 @@ class Services:
         tasks: list[asyncio.Task[None]] = []
         readies: list[asyncio.Event] = []
         clock: Clock | None = None
+        outbox_written = asyncio.Event()
 
         def spawn(name: str, job: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
             ready = asyncio.Event()
@@ -60,6 +61,7 @@ class Services:
                     max_records=self.settings.batch_max_records,
                     timeout_ms=self.settings.batch_timeout_ms,
                 ),
+                outbox_written,
             )
             spawn("authority", lambda ready: loop.run(self.stop, ready))
         if "statistics" in self.parts:
@@ -76,10 +78,11 @@ class Services:
                     max_records=self.settings.batch_max_records,
                     timeout_ms=self.settings.batch_timeout_ms,
                 ),
+                outbox_written,
             )
             spawn("statistics", lambda ready: stats_loop.run(self.stop, ready))
         if "relay" in self.parts:
-            relay = OutboxRelay(self.settings, db)
+            relay = OutboxRelay(self.settings, db, outbox_written)
             spawn("relay", lambda ready: relay.run(self.stop, ready))
         if "clock" in self.parts:
             clock = Clock(self.settings, db)
