@@ -79,7 +79,21 @@ class Clock:
             coalesce=True,
             next_run_time=utcnow(),
         )
+        self.scheduler.add_job(
+            self.prune,
+            "cron",
+            hour=4,
+            minute=30,
+            timezone=self.settings.timezone,
+            id="prune",
+            max_instances=1,
+            coalesce=True,
+        )
         self.scheduler.start()
+
+    async def prune(self) -> None:
+        forgotten, deleted = await self.db.prune(utcnow())
+        log.info("pruned", extra={"processed_ids": forgotten, "outbox_rows": deleted})
 
     async def stop(self) -> None:
         if self.scheduler.running:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    delete,
     event,
     select,
     update,
@@ -294,6 +295,26 @@ class Database:
                 .limit(limit)
             )
             return list(rows)
+
+    async def prune(self, now: datetime) -> tuple[int, int]:
+        """Forget consumed ids and published outbox rows past their retention.
+
+        A redelivery can only come from Kafka, which keeps inputs for days, not the
+        30 days ids are remembered; a published outbox row is only needed until it is
+        in the log. Returns (ids forgotten, outbox rows deleted).
+        """
+        id_horizon = now - timedelta(days=self.settings.processed_retention_days)
+        outbox_horizon = now - timedelta(days=self.settings.outbox_retention_days)
+        async with self.session() as session, session.begin():
+            ids = await session.execute(
+                delete(ProcessedInput).where(ProcessedInput.processed_at < id_horizon)
+            )
+            rows = await session.execute(
+                delete(OutboxRow).where(
+                    OutboxRow.published.is_(True), OutboxRow.published_at < outbox_horizon
+                )
+            )
+        return int(getattr(ids, "rowcount", 0)), int(getattr(rows, "rowcount", 0))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

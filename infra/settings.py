@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     batch_timeout_ms: int = Field(default=100, ge=1)
     relay_interval_s: float = 0.05
     clock_interval_s: float = 30.0
+    processed_retention_days: int = Field(default=30, ge=1)
+    """How long consumed ``event_id`` s are remembered (far longer than Kafka keeps inputs)."""
+    outbox_retention_days: int = Field(default=7, ge=1)
 
     # Clients.
     kiosk_timeout_s: float = 10.0

@@ -1,0 +1,83 @@
+"""The database adapter on SQLite and PostgreSQL: migrations, unit of work, outbox, pruning."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from infra.db import Database, OutboxRow, ProcessedInput, RoomRow, utcnow
+from infra.settings import Settings
+
+
+@pytest.fixture
+async def db(database_url: str) -> Database:
+    database = Database(Settings(database_url=database_url))
+    await database.migrate()
+    await database.migrate()  # a second upgrade is a no-op
+    yield database  # type: ignore[misc]
+    await database.dispose()
+
+
+async def test_a_unit_of_work_commits_state_ids_and_outbox_together(db: Database) -> None:
+    now = utcnow()
+    async with db.unit_of_work("room-authority") as uow:
+        uow.add_room(
+            RoomRow(
+                room_id="r1",
+                center_id="c",
+                state={"x": 1},
+                occupancy=3,
+                capacity=15,
+                decisions=1,
+                updated_at=now,
+            )
+        )
+        uow.mark_processed("e1", "checkins", 0, 7)
+        uow.publish("decisions", "r1", {"type": "checkin.admitted", "room": "동아리방"})
+    with pytest.raises(RuntimeError):
+        async with db.unit_of_work("room-authority") as uow:
+            uow.mark_processed("e2", "checkins", 0, 8)
+            uow.publish("decisions", "r1", {"type": "lost"})
+            raise RuntimeError("crash before commit")
+    async with db.unit_of_work("room-authority") as uow:
+        assert await uow.already_processed(["e1", "e2"]) == {"e1"}
+        rooms = await uow.load_rooms(["r1", "r2"])
+        assert set(rooms) == {"r1"} and rooms["r1"].occupancy == 3
+    async with db.unit_of_work("usage-statistics") as uow:
+        assert await uow.already_processed(["e1"]) == set()  # ids are per consumer group
+    pending = await db.unpublished(10)
+    assert [row.key for row in pending] == ["r1"]
+    assert "동아리방" in pending[0].value
+    await db.mark_published([pending[0].id])
+    assert await db.unpublished(10) == []
+
+
+async def test_prune_forgets_old_ids_and_published_rows_only(db: Database) -> None:
+    now = utcnow()
+    old = now - timedelta(days=45)
+    async with db.session() as session, session.begin():
+        session.add_all(
+            [
+                ProcessedInput(
+                    consumer="g", event_id="old", topic="t", partition=0, offset=1, processed_at=old
+                ),
+                ProcessedInput(
+                    consumer="g", event_id="new", topic="t", partition=0, offset=2, processed_at=now
+                ),
+                OutboxRow(
+                    topic="t", key="k", value="{}", created_at=old, published=True, published_at=old
+                ),
+                OutboxRow(topic="t", key="k", value="{}", created_at=old, published=False),
+                OutboxRow(
+                    topic="t", key="k", value="{}", created_at=now, published=True, published_at=now
+                ),
+            ]
+        )
+    assert await db.prune(now) == (1, 1)
+    async with db.session() as session:
+        ids = set(await session.scalars(select(ProcessedInput.event_id)))
+        outbox = await session.scalar(select(func.count()).select_from(OutboxRow))
+    assert ids == {"new"}
+    assert outbox == 2  # the unpublished row is never pruned
