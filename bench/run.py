@@ -62,9 +62,9 @@ from domain.capacity import Booking, Room
 from entrypoints.service import Services
 from infra import kafka_local
 from infra.db import Database
-from infra.kafka import encode, make_producer
+from infra.kafka import make_producer
 from infra.settings import Settings, Topics
-from producers.client import DecisionClient, topic_for
+from producers.client import DecisionClient, publish_input
 from schemas.inputs import AnyInput, Checkin, Checkout, RoomConfigured
 
 log = logging.getLogger("bench")
@@ -166,14 +166,7 @@ async def produce(settings: Settings, events: Sequence[AnyInput]) -> None:
     producer = make_producer(settings)
     await producer.start()
     try:
-        futures = [
-            await producer.send(
-                topic_for(settings, event),
-                key=event.room_id.encode(),
-                value=encode(event.model_dump(mode="json")),
-            )
-            for event in events
-        ]
+        futures = [await publish_input(producer, settings, event) for event in events]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

@@ -70,8 +70,10 @@ class TimeAlignedBuffer:
     fetched earlier. Within a partition, order is never changed.
     """
 
-    def __init__(self, max_idle_s: float) -> None:
+    def __init__(self, max_idle_s: float, topic_order: Sequence[str] = ()) -> None:
         self.max_idle_s = max_idle_s
+        # Equal timestamps: rooms and sessions before bookings before check-ins.
+        self.rank = {topic: i for i, topic in enumerate(topic_order)}
         self.buffers: dict[TopicPartition, deque[Record]] = {}
         self.waiting_on: set[TopicPartition] = set()
         """Partitions that held a group back at the last ``take``: fetch these next."""
@@ -113,7 +115,14 @@ class TimeAlignedBuffer:
                     blocked = True
                     self.waiting_on.update(waiting)
                     break
-                first = min(heads, key=lambda tp: (self.buffers[tp][0].timestamp, tp.topic))
+                first = min(
+                    heads,
+                    key=lambda tp: (
+                        self.buffers[tp][0].timestamp,
+                        self.rank.get(tp.topic, len(self.rank)),
+                        tp.topic,
+                    ),
+                )
                 out.append(self.buffers[first].popleft())
         if blocked and not out:
             self._blocked_since = self._blocked_since if self._blocked_since is not None else now
@@ -207,7 +216,7 @@ class EffectivelyOnceLoop:
         self.outbox_written = outbox_written
         """Set after each committed batch, so a relay in this process publishes at once."""
         self._lock = asyncio.Lock()
-        self.buffer = TimeAlignedBuffer(options.max_idle_s)
+        self.buffer = TimeAlignedBuffer(options.max_idle_s, options.topics)
         self.batches = 0
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:

@@ -18,8 +18,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select
 
 from infra.db import Database, RoomRow, utcnow
-from infra.kafka import encode, make_producer
+from infra.kafka import make_producer
 from infra.settings import Settings
+from producers.client import publish_input
 from schemas.inputs import ClockTick
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,9 @@ class Clock:
             return 0
         now = now or utcnow()
         rooms = await self.room_ids()
+        interval = self.settings.clock_interval_s
         futures = [
-            await self.producer.send(
-                self.settings.topics.capacity,
-                key=room_id.encode(),
-                value=encode(
-                    tick_for(room_id, now, self.settings.clock_interval_s).model_dump(mode="json")
-                ),
-            )
+            await publish_input(self.producer, self.settings, tick_for(room_id, now, interval))
             for room_id in rooms
         ]
         for future in futures:

@@ -33,7 +33,7 @@ from entrypoints.service import Services
 from infra import kafka_local
 from infra.db import Database, OutboxRow, ProcessedInput, RoomRow, is_sqlite
 from infra.settings import Settings
-from producers.client import DecisionClient, topic_for
+from producers.client import DecisionClient, publish_input
 from producers.traffic import Day, busy_hour, configuration, generate, seosan_center
 from schemas.decisions import Decision
 from schemas.inputs import AnyInput, BookingRequested, Checkin, Checkout
@@ -89,14 +89,7 @@ class Driver:
     async def send(self, events: list[AnyInput]) -> None:
         producer = self.client._producer
         assert producer is not None
-        futures = [
-            await producer.send(
-                topic_for(self.settings, e),
-                key=e.room_id.encode(),
-                value=e.model_dump_json().encode(),
-            )
-            for e in events
-        ]
+        futures = [await publish_input(producer, self.settings, e) for e in events]
         await asyncio.gather(*futures)
         self.sent += len(events)
 

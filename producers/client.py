@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -59,6 +60,29 @@ class NoDecision(TimeoutError):
 
 def topic_for(settings: Settings, event: AnyInput) -> str:
     return str(getattr(settings.topics, _TOPIC_OF[type(event)]))
+
+
+def record_timestamp_ms(event: AnyInput) -> int:
+    """The record's timestamp: when the input happened, never later than now.
+
+    The room authority merges a room's three input topics by record timestamp, so
+    event time keeps cause before effect even when many inputs are sent at once;
+    capping at now keeps the broker from refusing a time in the future.
+    """
+    return int(min(event.occurred_at.timestamp(), time.time()) * 1000)
+
+
+async def publish_input(
+    producer: AIOKafkaProducer, settings: Settings, event: AnyInput
+) -> asyncio.Future[Any]:
+    """Queue ``event`` on its topic, keyed by room; await the result to know it is stored."""
+    future: asyncio.Future[Any] = await producer.send(
+        topic_for(settings, event),
+        key=event.room_id.encode(),
+        value=encode(event.model_dump(mode="json")),
+        timestamp_ms=record_timestamp_ms(event),
+    )
+    return future
 
 
 class DecisionClient:
@@ -148,11 +172,7 @@ class DecisionClient:
 
     async def send(self, event: AnyInput) -> None:
         assert self._producer is not None, "start() the client first"
-        await self._producer.send_and_wait(
-            topic_for(self.settings, event),
-            key=event.room_id.encode(),
-            value=encode(event.model_dump(mode="json")),
-        )
+        await (await publish_input(self._producer, self.settings, event))
 
     async def request(
         self, event: AnyInput, timeout: float | None = None, attempts: int = 2

@@ -11,9 +11,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from entrypoints.service import PARTS, Services
-from infra.kafka import encode, make_producer
+from infra.kafka import make_producer
 from infra.settings import Settings
-from producers.client import topic_for
+from producers.client import publish_input
 from schemas.inputs import AnyInput
 
 
@@ -37,14 +37,7 @@ async def produce(settings: Settings, events: list[AnyInput]) -> None:
     producer = make_producer(settings)
     await producer.start()
     try:
-        futures = [
-            await producer.send(
-                topic_for(settings, event),
-                key=event.room_id.encode(),
-                value=encode(event.model_dump(mode="json")),
-            )
-            for event in events
-        ]
+        futures = [await publish_input(producer, settings, event) for event in events]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()

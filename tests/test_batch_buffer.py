@@ -77,3 +77,10 @@ def test_limit_and_clear() -> None:
     assert len(buffer) == 1
     buffer.clear()
     assert len(buffer) == 0
+
+
+def test_equal_timestamps_put_rooms_before_bookings_before_checkins() -> None:
+    buffer = TimeAlignedBuffer(max_idle_s=1.0, topic_order=("capacity", "bookings", "checkins"))
+    buffer.add({CHK0: recs(CHK0, 5), BOOK0: recs(BOOK0, 5), CAP0: recs(CAP0, 5)})
+    out = buffer.take(ASSIGNED, lagging=set(), limit=10, now=0.0)
+    assert [r.topic for r in out] == ["capacity", "bookings", "checkins"]
