@@ -62,9 +62,8 @@ from domain.capacity import Booking, Room
 from entrypoints.service import Services
 from infra import kafka_local
 from infra.db import Database
-from infra.kafka import make_producer
 from infra.settings import Settings, Topics
-from producers.client import DecisionClient, publish_input
+from producers.client import DecisionClient, publish_all
 from schemas.inputs import AnyInput, Checkin, Checkout, RoomConfigured
 
 log = logging.getLogger("bench")
@@ -163,13 +162,7 @@ def traffic(count: int, seed: int) -> list[Checkin | Checkout]:
 
 async def produce(settings: Settings, events: Sequence[AnyInput]) -> None:
     """With the idempotent producer (``acks=all``), as every producer of the contract."""
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        futures = [await publish_input(producer, settings, event) for event in events]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    await publish_all(settings, events)
 
 
 # --------------------------------------------------------------------------- isolation

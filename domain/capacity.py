@@ -389,31 +389,49 @@ def decide(
 # --- capacity -------------------------------------------------------------------------
 
 
+def configure(
+    room: Room | None,
+    room_id: str,
+    center_id: str,
+    name: str,
+    capacity: int,
+    booking_mode: BookingMode,
+    opens: str,
+    closes: str,
+    timezone: str,
+) -> Room:
+    """The room with these rules in force: a new room, or the same room's state kept."""
+    if room is None:
+        return Room(room_id, center_id, name, capacity, booking_mode, opens, closes, timezone)
+    room.center_id, room.name, room.capacity = center_id, name, capacity
+    room.booking_mode, room.opens, room.closes, room.timezone = (
+        booking_mode,
+        opens,
+        closes,
+        timezone,
+    )
+    return room
+
+
 def _configure(
     room: Room | None, event: RoomConfigured, now: datetime
 ) -> tuple[Room, list[Decision]]:
-    if room is None:
-        room = Room(
-            room_id=event.room_id,
-            center_id=event.center_id,
-            name=event.name,
-            capacity=event.capacity,
-            booking_mode=event.booking_mode,
-            opens=event.opens,
-            closes=event.closes,
-            timezone=event.timezone,
-        )
+    new = room is None
+    room = configure(
+        room,
+        event.room_id,
+        event.center_id,
+        event.name,
+        event.capacity,
+        event.booking_mode,
+        event.opens,
+        event.closes,
+        event.timezone,
+    )
+    if new:
         # Closings before the room existed had nobody inside: without this the first clock
         # tick would check out everyone admitted since, at the previous day's closing.
         room.last_closing = room.latest_closing(now)
-    else:
-        room.center_id = event.center_id
-        room.name = event.name
-        room.capacity = event.capacity
-        room.booking_mode = event.booking_mode
-        room.opens = event.opens
-        room.closes = event.closes
-        room.timezone = event.timezone
     d = _Decider(event.event_id, event.event_id, room, now)
     d.add(
         RoomConfiguredDecision(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from domain.capacity import KEEP_HISTORY, Booking, Enrollment, Room, Session
+from domain.capacity import KEEP_HISTORY, Booking, Enrollment, Room, Session, configure
 from schemas.decisions import (
     AnyDecision,
     BookingCancelled,
@@ -33,26 +33,17 @@ from schemas.decisions import (
 def apply(room: Room | None, decision: AnyDecision) -> Room | None:
     """The room after ``decision``; decisions that change nothing return it unchanged."""
     if isinstance(decision, RoomConfiguredDecision):
-        if room is None:
-            room = Room(
-                room_id=decision.room_id,
-                center_id=decision.center_id or "",
-                name=decision.name,
-                capacity=decision.capacity,
-                booking_mode=decision.booking_mode,
-                opens=decision.opens,
-                closes=decision.closes,
-                timezone=decision.timezone,
-            )
-        else:
-            room.center_id = decision.center_id or room.center_id
-            room.name = decision.name
-            room.capacity = decision.capacity
-            room.booking_mode = decision.booking_mode
-            room.opens = decision.opens
-            room.closes = decision.closes
-            room.timezone = decision.timezone
-        return room
+        return configure(
+            room,
+            decision.room_id,
+            decision.center_id or (room.center_id if room else ""),
+            decision.name,
+            decision.capacity,
+            decision.booking_mode,
+            decision.opens,
+            decision.closes,
+            decision.timezone,
+        )
     if room is None:
         return None
     match decision:

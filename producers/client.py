@@ -85,6 +85,17 @@ async def publish_input(
     return future
 
 
+async def publish_all(settings: Settings, events: Iterable[AnyInput]) -> None:
+    """Publish inputs without waiting for decisions (admin tools, traffic, tests)."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        futures = [await publish_input(producer, settings, event) for event in events]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
 class DecisionClient:
     """Publishes inputs and resolves each one with the decisions it caused."""
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from entrypoints.service import PARTS, Services
-from infra.kafka import make_producer
 from infra.settings import Settings
-from producers.client import publish_input
+from producers.client import publish_all
 from schemas.inputs import AnyInput
 
 
@@ -33,14 +32,9 @@ async def running(settings: Settings, parts: tuple[str, ...] = PARTS) -> AsyncIt
         await asyncio.wait_for(task, timeout=60)
 
 
-async def produce(settings: Settings, events: list[AnyInput]) -> None:
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        futures = [await publish_input(producer, settings, event) for event in events]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+async def produce(settings: Settings, events: Sequence[AnyInput]) -> None:
+    """With the idempotent producer (``acks=all``), as every producer of the contract."""
+    await publish_all(settings, events)
 
 
 async def read_topic(
