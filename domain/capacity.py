@@ -737,17 +737,18 @@ def _checkin(room: Room | None, event: Checkin, d: _Decider, policy: Policy) -> 
         (b for b in bookings if event.member_id is not None and b.member_id == event.member_id),
         None,
     )
+
+    def attends(session: Session) -> bool:
+        # Attendees are the enrolled; a waitlisted member holds no seat. A check-in that
+        # names the session but no member (a teacher, a group at the door) is let in.
+        enrolled = event.member_id is not None and any(
+            e.member_id == event.member_id for e in session.enrolled
+        )
+        named = session.session_id == event.session_id and event.member_id is None
+        return enrolled or named
+
     own_session = next(
-        (
-            s
-            for s in sessions
-            if s.session_id == event.session_id
-            # Attendees are the enrolled; a waitlisted member holds no seat.
-            or (
-                event.member_id is not None
-                and any(e.member_id == event.member_id for e in s.enrolled)
-            )
-        ),
+        (s for s in sessions if attends(s)),
         None,
     )
     if room.booking_mode == "exclusive" and own_booking is None and own_session is None:

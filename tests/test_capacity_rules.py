@@ -753,6 +753,9 @@ def test_session_attendees_are_admitted_and_others_find_the_room_reserved() -> N
     assert only(room, checkin(at, member="b", room_id="edu"), CheckinDenied, now=at).reason == (
         "reserved"
     )
+    # Naming the session does not make a member who is not enrolled an attendee.
+    named = checkin(at, member="x", session_id="s1", room_id="edu")
+    assert only(room, named, CheckinDenied, now=at).reason == "reserved"
 
 
 @pytest.mark.parametrize(
