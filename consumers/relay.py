@@ -3,7 +3,8 @@
 Every message carries the header ``spaces-outbox-id``. On start the relay reads
 the tail of each output partition and marks the rows it finds there as
 published, so a crash between Kafka's acknowledgement and the database update
-does not publish them a second time. Run one relay per database.
+does not publish them a second time. One relay per database publishes: it holds a lock
+of the database (``Database.exclusive``); any other relay waits as a standby.
 """
 
 from __future__ import annotations
@@ -94,23 +95,27 @@ class OutboxRelay:
         return found
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        producer = make_producer(self.settings)
-        await producer.start()
-        try:
-            await self.recover()
-            if ready is not None:
-                ready.set()
-            while not stop.is_set():
-                rows = await self.db.unpublished(BATCH)
-                if not rows:
-                    await self._wait_for_rows(stop)
-                    continue
-                await self.publish(producer, rows)
-            # Drain what was committed before the stop, so a graceful stop leaves nothing behind.
-            while rows := await self.db.unpublished(BATCH):
-                await self.publish(producer, rows)
-        finally:
-            await producer.stop()
+        if ready is not None:
+            ready.set()  # a standby relay is up too: it waits for the lock below
+        async with self.db.exclusive("outbox-relay", stop) as leading:
+            if not leading:
+                return
+            log.info("outbox relay leading")
+            producer = make_producer(self.settings)
+            await producer.start()
+            try:
+                await self.recover()
+                while not stop.is_set():
+                    rows = await self.db.unpublished(BATCH)
+                    if not rows:
+                        await self._wait_for_rows(stop)
+                        continue
+                    await self.publish(producer, rows)
+                # Drain what was committed before the stop: a graceful stop leaves nothing.
+                while rows := await self.db.unpublished(BATCH):
+                    await self.publish(producer, rows)
+            finally:
+                await producer.stop()
 
     async def publish(self, producer: AIOKafkaProducer, rows: list[OutboxRow]) -> None:
         futures = [

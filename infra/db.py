@@ -8,7 +8,10 @@ SQLite (the embedded default) and PostgreSQL (production, CI) are both served.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import json
+import zlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -28,6 +31,7 @@ from sqlalchemy import (
     delete,
     event,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, make_url
@@ -295,6 +299,51 @@ class Database:
                 .limit(limit)
             )
             return list(rows)
+
+    @asynccontextmanager
+    async def exclusive(
+        self, name: str, stop: asyncio.Event | None = None, poll_s: float = 0.5
+    ) -> AsyncIterator[bool]:
+        """Hold the lock ``name`` of this database, across processes, while inside.
+
+        Waits while another process holds it: a second outbox relay is a standby that
+        takes over when the first stops or dies (PostgreSQL releases an advisory lock
+        with its connection; the OS releases a file lock with its process). Yields
+        False, holding nothing, if ``stop`` is set while waiting.
+        """
+        stopped = stop or asyncio.Event()
+        if is_sqlite(self.settings.database_url):
+            database = make_url(self.settings.database_url).database or "spaces"
+            path = Path(f"{database}.{name}.lock")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as handle:  # noqa: ASYNC230 - a lock file, opened once
+                while True:
+                    try:
+                        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if stopped.is_set():
+                            yield False
+                            return
+                        await asyncio.sleep(poll_s)
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        key = zlib.crc32(name.encode()) & 0x7FFFFFFF
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            lock = text("SELECT pg_try_advisory_lock(:key)")
+            while not (await conn.execute(lock, {"key": key})).scalar():
+                if stopped.is_set():
+                    yield False
+                    return
+                await asyncio.sleep(poll_s)
+            try:
+                yield True
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
     async def prune(self, now: datetime) -> tuple[int, int]:
         """Forget consumed ids and published outbox rows past their retention.
