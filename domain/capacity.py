@@ -442,23 +442,34 @@ def _configure(
             opens=room.opens,
             closes=room.closes,
             timezone=room.timezone,
+            conflicting_booking_ids=[] if new else conflicting_bookings(room, now),
         )
     )
     return room, d.out
 
 
 def conflicting_bookings(room: Room, now: datetime) -> list[str]:
-    """Confirmed bookings not yet over that the room's capacity no longer allows."""
+    """Confirmed bookings not yet over that the room's rules no longer allow.
+
+    Too many persons for the capacity (alone, or together in a shared room), or, after
+    a reconfiguration, outside the opening hours.
+    """
     conflicts: list[str] = []
     holds = room.holds()
     for booking in sorted(room.bookings.values(), key=lambda b: (b.starts_at, b.booking_id)):
         if not booking.holds_room or booking.ends_at <= now:
             continue
-        if booking.party_size > room.capacity or (
-            room.booking_mode == "shared"
-            and (max_concurrent(holds, booking.starts_at, booking.ends_at) > room.capacity)
-        ):
+        if not room.within_opening_hours(booking.starts_at, booking.ends_at):
             conflicts.append(booking.booking_id)
+            continue
+        others = [h for h in holds if h.ident != booking.booking_id]
+        if booking.party_size > room.capacity:
+            conflicts.append(booking.booking_id)
+        elif room.booking_mode == "shared":
+            if max_concurrent(holds, booking.starts_at, booking.ends_at) > room.capacity:
+                conflicts.append(booking.booking_id)
+        elif any(h.overlaps(booking.starts_at, booking.ends_at) for h in others):
+            conflicts.append(booking.booking_id)  # made exclusive while shared bookings overlap
     return conflicts
 
 

@@ -67,6 +67,8 @@ class RoomConfiguredDecision(Decision):
     opens: LocalTime
     closes: LocalTime
     timezone: TimeZoneName
+    conflicting_booking_ids: list[Identifier] = Field(default_factory=list)
+    """On a reconfiguration: confirmed bookings the new rules no longer allow (staff decide)."""
 
 
 class CapacityChanged(Decision):

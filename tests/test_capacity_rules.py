@@ -297,6 +297,20 @@ def test_reconfigure_changes_the_rules_and_keeps_the_state() -> None:
     assert room.occupancy == 1
 
 
+def test_reconfigure_lists_the_bookings_the_new_rules_no_longer_allow() -> None:
+    room = new_room("club", mode="shared", capacity=15)
+    book(room, "evening", party=4, start=kst(19), end=kst(21))
+    book(room, "big", party=10, start=kst(10), end=kst(12))
+    book(room, "beside", party=3, start=kst(11), end=kst(13))
+    book(room, "fine", party=2, start=kst(14), end=kst(15))
+    event = configured("club", capacity=8, mode="exclusive", opens="09:00", closes="20:00")
+    [decision] = decide(room, event, kst(9))[1]
+    assert isinstance(decision, RoomConfiguredDecision)
+    # too big now; overlapping in a room made exclusive; ending after the new closing
+    assert decision.conflicting_booking_ids == ["big", "beside", "evening"]
+    assert room.bookings["big"].status == "confirmed"  # staff decide what happens to them
+
+
 def test_first_clock_tick_of_a_new_room_does_not_check_out_people_admitted_today() -> None:
     room = club()
     only(room, checkin(kst(10, 5), party=3), CheckinAdmitted, now=kst(10, 5))
