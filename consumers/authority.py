@@ -18,6 +18,7 @@ from consumers.batch import (
     Record,
     dead_letter,
     describe_validation_error,
+    position_id,
     record_key,
 )
 from domain.capacity import Policy, Room, Unprocessable, decide
@@ -177,8 +178,3 @@ class RoomAuthority(BatchProcessor):
 
 def _gauge(room: Room | None) -> tuple[int, int] | None:
     return None if room is None else (room.occupancy, room.capacity)
-
-
-def position_id(record: Record) -> str:
-    """Identity of an unreadable record, so it is dead-lettered once however often it arrives."""
-    return f"{record.topic}:{record.partition}:{record.offset}"

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+from uuid import UUID, uuid5
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -314,6 +315,14 @@ class EffectivelyOnceLoop:
                     extra={"attempt": attempt, "error": str(error.orig)[:200]},
                 )
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+
+
+_POSITION_NAMESPACE = UUID("0b7c3f0e-52a4-4d6e-9f1d-6a0c8e2b4d17")
+
+
+def position_id(record: Record) -> str:
+    """Identity of an unreadable record, so it is dead-lettered once however often it arrives."""
+    return str(uuid5(_POSITION_NAMESPACE, f"{record.topic}:{record.partition}:{record.offset}"))
 
 
 def record_key(record: Record) -> str | None:

@@ -17,7 +17,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from consumers.batch import BatchProcessor, Record, dead_letter, describe_validation_error
+from consumers.batch import (
+    BatchProcessor,
+    Record,
+    dead_letter,
+    describe_validation_error,
+    position_id,
+)
 from domain.usage import CenterUsage, RoomUsage, close_month, fold, previous_month
 from infra.db import Database, UnitOfWork, UsageStateRow, utcnow
 from infra.observability import METRICS
@@ -55,7 +61,10 @@ class UsageStatistics(BatchProcessor):
                 parsed.append((record, DECISION_ADAPTER.validate_json(record.value or b"")))
             except ValidationError as error:
                 parsed.append((record, describe_validation_error(error)))
-        ids = {str(item.event_id) for _, item in parsed if not isinstance(item, str)}
+        ids = {
+            position_id(record) if isinstance(item, str) else str(item.event_id)
+            for record, item in parsed
+        }
         seen = await uow.already_processed(ids)
         wanted: set[str] = set()
         for _, item in parsed:
@@ -71,7 +80,11 @@ class UsageStatistics(BatchProcessor):
         for record, item in parsed:
             now = self.clock()
             if isinstance(item, str):
-                dead_letter(uow, self.settings, record, item, group, now)
+                marker = position_id(record)
+                if marker not in seen:
+                    seen.add(marker)
+                    dead_letter(uow, self.settings, record, item, group, now)
+                    uow.mark_processed(marker, record.topic, record.partition, record.offset)
                 continue
             event_id = str(item.event_id)
             if event_id in seen:
