@@ -9,7 +9,7 @@ import pytest
 from consumers.relay import OutboxRelay
 from infra.db import Database
 from infra.settings import Settings
-from tests.stack import read_topic
+from tests.stack import read_topic, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,14 +31,23 @@ async def test_a_second_relay_is_a_standby_and_takes_over(stack_settings: Settin
     running_second = asyncio.create_task(second.run(stop_second))
     values = await read_topic(stack_settings, stack_settings.topics.decisions, expect=50)
     assert sorted(v["n"] for v in values) == list(range(50))
-    assert (first.published, second.published) == (50, 0)
+
+    async def first_marked_all() -> bool:  # Kafka has them; the database is told next
+        return first.published == 50
+
+    await wait_for(first_marked_all)
+    assert second.published == 0
 
     stop_first.set()
     await asyncio.wait_for(running_first, 30)
     await add_rows(db, stack_settings, 50, 20)
     values = await read_topic(stack_settings, stack_settings.topics.decisions, expect=70)
     assert sorted(v["n"] for v in values) == list(range(70))  # each exactly once
-    assert second.published == 20
+
+    async def second_marked_the_rest() -> bool:
+        return second.published == 20
+
+    await wait_for(second_marked_the_rest)
     stop_second.set()
     await asyncio.wait_for(running_second, 30)
     await db.dispose()
