@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 test: system-deps $(STAMP) jars
 	@PG_URL=$$(bash infra/postgres.sh | tail -n 1) && \
 	$(MAKE) --no-print-directory lint typecheck && \
-	SPACES_TEST_POSTGRES_URL=$$PG_URL $(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+	SPACES_TEST_POSTGRES_URL=$$PG_URL $(BIN)/python -m pytest -ra --durations=8 $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration and not browser" -q
