@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID, uuid5
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -327,7 +327,3 @@ def position_id(record: Record) -> str:
 
 def record_key(record: Record) -> str | None:
     return record.key.decode("utf-8", "replace") if record.key is not None else None
-
-
-def headers_of(record: Record) -> dict[str, Any]:
-    return {k: v.decode("utf-8", "replace") for k, v in (record.headers or ())}

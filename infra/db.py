@@ -158,10 +158,6 @@ def make_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
     return engine
 
 
-def _create_all(conn: Connection) -> None:
-    Base.metadata.create_all(conn)
-
-
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest Alembic revision."""
     from infra.migrations import upgrade_to_head

@@ -541,11 +541,6 @@ async def wait_reachable(
             delay = min(delay * 1.5, 0.5)
 
 
-def wait_until_reachable(bootstrap: str, timeout: float = START_TIMEOUT_S) -> float:
-    """Sync form of :func:`wait_reachable` for scripts and the CLI; raises BrokerError."""
-    return asyncio.run(wait_reachable(bootstrap, timeout))
-
-
 async def describe_topics(bootstrap: str) -> dict[str, int]:
     """Non-internal topics and their partition counts (metadata for *all* topics, so asking
     never auto-creates a topic)."""

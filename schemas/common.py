@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import time
 from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -55,13 +54,6 @@ def parse_hhmm(value: str) -> int:
     """Minutes since local midnight; ``24:00`` is 1440 so closing at midnight works."""
     hours, minutes = value.split(":")
     return int(hours) * 60 + int(minutes)
-
-
-def hhmm_to_time(value: str) -> time:
-    minutes = parse_hhmm(value)
-    if minutes == 24 * 60:
-        return time(23, 59, 59)
-    return time(minutes // 60, minutes % 60)
 
 
 class Message(BaseModel):

@@ -8,7 +8,6 @@ the same log and the same consumer as everything else.
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from uuid import UUID
 
 from pydantic import Field, TypeAdapter, model_validator
 
@@ -152,7 +151,3 @@ AnyInput = (
 CAPACITY_ADAPTER: TypeAdapter[CapacityEvent] = TypeAdapter(CapacityEvent)
 BOOKING_ADAPTER: TypeAdapter[BookingEvent] = TypeAdapter(BookingEvent)
 CHECKIN_ADAPTER: TypeAdapter[CheckinEvent] = TypeAdapter(CheckinEvent)
-
-
-def event_id_of(event: AnyInput) -> UUID:
-    return event.event_id
