@@ -1,7 +1,13 @@
 """The room authority: reads ``capacity``, ``bookings`` and ``checkins``, decides.
 
-Translation only: bytes to contract events, rooms from and to rows, decisions
-and occupancy into the outbox. The rules are in ``domain.capacity``.
+Translation only: bytes to contract events, rooms from and to rows, decisions and
+occupancy into the outbox. The rules are in ``domain.capacity``; the batch skeleton
+(idempotency, dead letters, poison records) is ``service_layer.processing``.
+
+The rooms of the partitions this member owns stay in memory between batches: a
+room is read from the database once after an assignment, and a batch writes back
+only the rooms it changed, each guarded by its version (a member that lost the
+partition cannot overwrite the new owner's state).
 """
 
 from __future__ import annotations
@@ -13,20 +19,24 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from consumers.batch import (
-    BatchProcessor,
-    Record,
-    dead_letter,
-    describe_validation_error,
-    position_id,
-    record_key,
-)
 from domain.capacity import Policy, Room, Unprocessable, decide
 from infra.db import RoomRow, UnitOfWork, utcnow
 from infra.observability import METRICS
 from infra.settings import Settings
-from schemas.inputs import BOOKING_ADAPTER, CAPACITY_ADAPTER, CHECKIN_ADAPTER, AnyInput
+from schemas.inputs import (
+    BOOKING_ADAPTER,
+    CAPACITY_ADAPTER,
+    CHECKIN_ADAPTER,
+    AnyInput,
+    ClockTick,
+)
 from schemas.outputs import Occupancy
+from service_layer.processing import (
+    Record,
+    dead_letter,
+    describe_validation_error,
+    record_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +49,23 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
-class RoomAuthority(BatchProcessor):
+def _fingerprint(room: Room | None) -> tuple[Any, ...]:
+    """What a tick can change without deciding anything (bookkeeping and pruning)."""
+    if room is None:
+        return ()
+    return (room.last_closing, len(room.bookings), len(room.sessions), room.occupancy)
+
+
+def _gauge(room: Room | None) -> tuple[int, int] | None:
+    return None if room is None else (room.occupancy, room.capacity)
+
+
+class RoomAuthority:
     name = "authority"
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
+        self.group = settings.authority_group
         self.policy = policy_from(settings)
         self.clock = clock
         topics = settings.topics
@@ -52,9 +74,15 @@ class RoomAuthority(BatchProcessor):
             topics.bookings: BOOKING_ADAPTER,
             topics.checkins: CHECKIN_ADAPTER,
         }
+        self.rooms: dict[str, Room | None] = {}
+        """Rooms of the owned partitions; None for a room not configured yet."""
+        self.versions: dict[str, int] = {}
+        self.touched: set[str] = set()
+        """Rooms the batch in flight handled (dropped if it rolls back)."""
+        self.decided: dict[str, int] = {}
+        """Rooms the batch in flight changed, with the decisions it made about each."""
 
     def parse(self, record: Record) -> AnyInput | str:
-        """The event, or why it cannot be read (a reason a person can act on)."""
         adapter = self.adapters.get(record.topic)
         if adapter is None:
             return f"topic {record.topic!r} is not an input of the room authority"
@@ -72,109 +100,102 @@ class RoomAuthority(BatchProcessor):
             )
         return event
 
-    async def process(self, uow: UnitOfWork, records: Sequence[Record]) -> None:
-        group = self.settings.authority_group
-        parsed = [(record, self.parse(record)) for record in records]
-        ids = {
-            str(item.event_id) if not isinstance(item, str) else position_id(record)
-            for record, item in parsed
-        }
-        seen = await uow.already_processed(ids)
-        room_ids = {item.room_id for _, item in parsed if not isinstance(item, str)}
-        rows = await uow.load_rooms(room_ids)
-        rooms: dict[str, Room | None] = {
-            rid: Room.from_json(rows[rid].state) if rid in rows else None for rid in room_ids
-        }
-        decided: dict[str, int] = {}
-        before = {rid: _gauge(room) for rid, room in rooms.items()}
-        topics = self.settings.topics
-        for record, item in parsed:
-            now = self.clock()
-            where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-            if isinstance(item, str):
-                marker = position_id(record)
-                if marker not in seen:
-                    seen.add(marker)
-                    dead_letter(uow, self.settings, record, item, group, now)
-                    uow.mark_processed(marker, record.topic, record.partition, record.offset)
-                continue
-            if self.settings.decide_at == "event":
-                now = item.occurred_at
-            event_id = str(item.event_id)
-            if event_id in seen:
-                METRICS.inc("authority_duplicates_total")
-                log.info(
-                    "duplicate input skipped",
-                    extra={**where, "event_id": event_id, "room": item.room_id},
-                )
-                continue
-            seen.add(event_id)
-            try:
-                room, decisions = decide(rooms[item.room_id], item, now, self.policy)
-            except Unprocessable as error:
-                dead_letter(uow, self.settings, record, str(error), group, now)
-                uow.mark_processed(event_id, record.topic, record.partition, record.offset)
-                continue
-            rooms[item.room_id] = room
-            for decision in decisions:
-                uow.publish(topics.decisions, item.room_id, decision.model_dump(mode="json"))
-                log.info(
-                    "decided",
-                    extra={
-                        **where,
-                        "room": item.room_id,
-                        "event_id": event_id,
-                        "decision": decision.type,
-                    },
-                )
-            decided[item.room_id] = decided.get(item.room_id, 0) + len(decisions)
-            METRICS.inc("decisions_total", len(decisions))
-            if room is not None and _gauge(room) != before.get(item.room_id):
-                before[item.room_id] = _gauge(room)
-                occupancy = Occupancy(
-                    room_id=room.room_id,
-                    center_id=room.center_id,
-                    occupancy=room.occupancy,
-                    capacity=room.capacity,
-                    as_of=now,
-                )
-                uow.publish(topics.occupancy, room.room_id, occupancy.model_dump(mode="json"))
-            uow.mark_processed(event_id, record.topic, record.partition, record.offset)
-        self._save(uow, rows, rooms, decided)
+    def identity(self, event: AnyInput) -> str | None:
+        # A tick decided twice decides nothing the second time: it is not recorded,
+        # so the ticks that find nothing to do write nothing at all.
+        return None if isinstance(event, ClockTick) else str(event.event_id)
 
-    @staticmethod
-    def _save(
-        uow: UnitOfWork,
-        rows: dict[str, RoomRow],
-        rooms: dict[str, Room | None],
-        decided: dict[str, int],
-    ) -> None:
+    async def load(self, uow: UnitOfWork, events: Sequence[AnyInput]) -> None:
+        missing = {event.room_id for event in events} - self.rooms.keys()
+        if not missing:
+            return
+        stored = await uow.load_states(RoomRow, missing, lock=False)
+        for room_id in missing:
+            found = stored.get(room_id)
+            self.rooms[room_id] = None if found is None else Room.from_json(found.state)
+            self.versions[room_id] = 0 if found is None else found.version
+        METRICS.inc("authority_rooms_loaded_total", len(missing))
+
+    def handle(self, uow: UnitOfWork, record: Record, event: AnyInput) -> None:
+        now = event.occurred_at if self.settings.decide_at == "event" else self.clock()
+        room_id = event.room_id
+        room = self.rooms[room_id]
+        self.touched.add(room_id)
+        before = _fingerprint(room)
+        gauge = _gauge(room)
+        try:
+            room, decisions = decide(room, event, now, self.policy)
+        except Unprocessable as error:
+            dead_letter(uow, self.settings, record, str(error), self.group, now)
+            return
+        self.rooms[room_id] = room
+        if not decisions and _fingerprint(room) == before:
+            return  # a tick with nothing to do
+        topics = self.settings.topics
+        for decision in decisions:
+            uow.publish(topics.decisions, room_id, decision.model_dump_json())
+        self.decided[room_id] = self.decided.get(room_id, 0) + len(decisions)
+        METRICS.inc("decisions_total", len(decisions))
+        if room is not None and _gauge(room) != gauge:
+            occupancy = Occupancy(
+                room_id=room.room_id,
+                center_id=room.center_id,
+                occupancy=room.occupancy,
+                capacity=room.capacity,
+                as_of=now,
+            )
+            uow.publish(topics.occupancy, room_id, occupancy.model_dump_json())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "decided",
+                extra={
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "room": room_id,
+                    "event_id": str(event.event_id),
+                    "decisions": [decision.type for decision in decisions],
+                },
+            )
+
+    async def save(self, uow: UnitOfWork) -> None:
         now = utcnow()
-        for room_id, count in decided.items():
-            room = rooms[room_id]
+        rows: list[dict[str, Any]] = []
+        for room_id, count in self.decided.items():
+            room = self.rooms[room_id]
             if room is None:
                 continue
-            row = rows.get(room_id)
-            if row is None:
-                uow.add_room(
-                    RoomRow(
-                        room_id=room_id,
-                        center_id=room.center_id,
-                        state=room.to_json(),
-                        occupancy=room.occupancy,
-                        capacity=room.capacity,
-                        decisions=count,
-                        updated_at=now,
-                    )
-                )
-            else:
-                row.state = room.to_json()
-                row.center_id = room.center_id
-                row.occupancy = room.occupancy
-                row.capacity = room.capacity
-                row.decisions = row.decisions + count
-                row.updated_at = now
+            version = self.versions[room_id] + 1
+            self.versions[room_id] = version
+            rows.append(
+                {
+                    "room_id": room_id,
+                    "center_id": room.center_id,
+                    "state": room.to_json(),
+                    "occupancy": room.occupancy,
+                    "capacity": room.capacity,
+                    "decisions": count,
+                    "updated_at": now,
+                    "version": version,
+                }
+            )
+        await uow.save_states(RoomRow, rows)
 
+    def committed(self) -> None:
+        self.touched.clear()
+        self.decided.clear()
+        # Bounded memory: a member owning more rooms than it keeps reads the oldest
+        # again when they come back (they were all written back by now).
+        excess = len(self.rooms) - self.settings.state_cache_size
+        if excess > 0:
+            for room_id in list(self.rooms)[:excess]:
+                del self.rooms[room_id]
+                del self.versions[room_id]
 
-def _gauge(room: Room | None) -> tuple[int, int] | None:
-    return None if room is None else (room.occupancy, room.capacity)
+    def forget(self, *, everything: bool) -> None:
+        dropped = set(self.rooms) if everything else self.touched
+        for room_id in dropped:
+            self.rooms.pop(room_id, None)
+            self.versions.pop(room_id, None)
+        self.touched.clear()
+        self.decided.clear()

@@ -14,48 +14,32 @@ rebalance hook that waits for the batch in flight), so it is plain aiokafka.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
-from uuid import UUID, uuid5
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from infra.db import Database, UnitOfWork
+from infra.db import Database, StaleState
 from infra.kafka import make_group_consumer
 from infra.observability import METRICS
 from infra.settings import Settings
-from schemas.outputs import DeadLetter
+from service_layer.processing import (
+    Handler,
+    PoisonRecord,
+    Position,
+    Record,
+    position,
+    process_batch,
+)
 
 log = logging.getLogger(__name__)
-
-
-class Record(Protocol):
-    """The fields of an aiokafka ``ConsumerRecord`` this code reads."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
-
-
-class BatchProcessor(Protocol):
-    """What a consumer does with one batch, inside the unit of work it is given."""
-
-    name: str
-
-    async def process(self, uow: UnitOfWork, records: Sequence[Record]) -> None: ...
 
 
 class TimeAlignedBuffer:
@@ -132,59 +116,23 @@ class TimeAlignedBuffer:
         return out
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    parts = []
-    for problem in error.errors()[:5]:
-        where = ".".join(str(p) for p in problem["loc"]) or "message"
-        parts.append(f"{where}: {problem['msg']}")
-    return "contract violation: " + "; ".join(parts)
-
-
-def dead_letter(
-    uow: UnitOfWork,
-    settings: Settings,
-    record: Record,
-    reason: str,
-    group: str,
-    now: datetime,
-) -> None:
-    """Park an input nobody can decide, with its original bytes and where it came from."""
-    letter = DeadLetter(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=base64.b64encode(record.key).decode() if record.key is not None else None,
-        original=base64.b64encode(record.value or b"").decode(),
-        reason=reason,
-        consumer_group=group,
-        received_at=now,
-    )
-    key = record.key.decode("utf-8", "replace") if record.key else None
-    uow.publish(settings.topics.dead_letters, key, letter.model_dump(mode="json"))
-    METRICS.inc("dead_letters_total")
-    log.warning(
-        "dead letter",
-        extra={
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "reason": reason,
-        },
-    )
-
-
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partitions are given up only between batches, after their offsets are committed."""
 
-    def __init__(self, lock: asyncio.Lock, buffer: TimeAlignedBuffer) -> None:
+    def __init__(
+        self, lock: asyncio.Lock, buffer: TimeAlignedBuffer, handler: Handler[Any]
+    ) -> None:
         self.lock = lock
         self.buffer = buffer
+        self.handler = handler
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         async with self.lock:
             # Records fetched but not decided are read again, from the committed offsets,
-            # by whoever owns the partitions next (maybe us).
+            # by whoever owns the partitions next (maybe us). States kept in memory are
+            # read again from the database: another member may change them meanwhile.
             self.buffer.clear()
+            self.handler.forget(everything=True)
             log.info("partitions revoked", extra={"partitions": sorted(map(str, revoked))})
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -206,13 +154,13 @@ class EffectivelyOnceLoop:
         self,
         settings: Settings,
         db: Database,
-        processor: BatchProcessor,
+        handler: Handler[Any],
         options: LoopOptions,
         outbox_written: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
-        self.processor = processor
+        self.handler = handler
         self.options = options
         self.outbox_written = outbox_written
         """Set after each committed batch, so a relay in this process publishes at once."""
@@ -223,7 +171,8 @@ class EffectivelyOnceLoop:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         consumer = make_group_consumer(self.settings, self.options.group_id, ())
         consumer.subscribe(
-            list(self.options.topics), listener=_WaitForBatch(self._lock, self.buffer)
+            list(self.options.topics),
+            listener=_WaitForBatch(self._lock, self.buffer, self.handler),
         )
         await consumer.start()
         log.info(
@@ -232,14 +181,16 @@ class EffectivelyOnceLoop:
         )
         if ready is not None:
             ready.set()
-        more_ready = False
+        name = self.handler.name
         try:
             while not stop.is_set():
-                # A group held back by a partition not read yet: read that partition first.
-                # Records already buffered and ready are decided without waiting for more.
+                # Records already buffered and ready are decided without waiting for more;
+                # a group held back by a partition not read yet reads that partition first.
+                # (Decided from the buffer as it is now: a rebalance may have emptied it.)
+                ready_now = bool(len(self.buffer)) and not self.buffer.waiting_on
                 fetched = await consumer.getmany(
                     *(self.buffer.waiting_on & consumer.assignment()),
-                    timeout_ms=0 if more_ready else self.options.timeout_ms,
+                    timeout_ms=0 if ready_now else self.options.timeout_ms,
                     max_records=self.options.max_records,
                 )
                 async with self._lock:
@@ -253,9 +204,9 @@ class EffectivelyOnceLoop:
                         self.options.max_records,
                         asyncio.get_running_loop().time(),
                     )
-                    more_ready = len(records) == self.options.max_records and bool(len(self.buffer))
                     if not records:
                         continue
+                    started = time.perf_counter()
                     await self._decide(records)
                     if self.outbox_written is not None:
                         self.outbox_written.set()
@@ -267,18 +218,24 @@ class EffectivelyOnceLoop:
                     except (CommitFailedError, IllegalStateError) as error:
                         # The database already holds the batch; whoever owns these
                         # partitions now will see its event ids and skip them.
-                        METRICS.inc(f"{self.processor.name}_commit_failures_total")
+                        METRICS.inc(f"{name}_commit_failures_total")
                         log.warning("offset commit failed", extra={"error": str(error)})
                     self.batches += 1
-                    METRICS.inc(f"{self.processor.name}_records_total", len(records))
-                    log.debug(
-                        "batch committed",
-                        extra={
-                            "group": self.options.group_id,
-                            "records": len(records),
-                            "offsets": {str(tp): off for tp, off in offsets.items()},
-                        },
-                    )
+                    METRICS.inc(f"{name}_records_total", len(records))
+                    METRICS.inc(f"{name}_batches_total")
+                    METRICS.set(f"{name}_last_batch_records", len(records))
+                    METRICS.set(f"{name}_last_batch_seconds", time.perf_counter() - started)
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug(
+                            "batch committed",
+                            extra={
+                                "group": self.options.group_id,
+                                "records": len(records),
+                                "offsets": {str(tp): off for tp, off in offsets.items()},
+                            },
+                        )
+                # Let the heartbeat, the relay and the other consumer run between batches.
+                await asyncio.sleep(0)
         finally:
             # Leaving the group here hands our partitions over at once (graceful SIGTERM).
             await consumer.stop()
@@ -297,33 +254,47 @@ class EffectivelyOnceLoop:
         return behind
 
     async def _decide(self, records: Sequence[Record]) -> None:
+        """Decide and commit ``records`` in one transaction, whatever one of them holds.
+
+        A record whose decision raises is dead-lettered with the reason and the batch
+        is decided again without it; a database error (lock timeout, serialization
+        failure, a state changed by a zombie) rolls back and retries with the states
+        read again.
+        """
+        poison: dict[Position, str] = {}
         attempt = 0
+        name = self.handler.name
         while True:
             try:
                 async with self.db.unit_of_work(self.options.group_id) as uow:
-                    await self.processor.process(uow, records)
+                    await process_batch(uow, self.settings, self.handler, records, poison)
+                self.handler.committed()
                 return
-            except DBAPIError as error:
-                # Lock timeouts, serialization failures and a new room inserted by the
-                # previous owner during a rebalance: the transaction rolled back, retry it.
+            except PoisonRecord as bad:
+                self.handler.forget(everything=False)
+                poison[position(bad.record)] = bad.reason
+                METRICS.inc(f"{name}_poison_records_total")
+                log.error(
+                    "record could not be decided; dead-lettering it",
+                    extra={
+                        "topic": bad.record.topic,
+                        "partition": bad.record.partition,
+                        "offset": bad.record.offset,
+                        "reason": bad.reason,
+                    },
+                    exc_info=bad.__cause__,
+                )
+            except (DBAPIError, StaleState) as error:
+                self.handler.forget(everything=True)
                 attempt += 1
-                METRICS.inc(f"{self.processor.name}_db_retries_total")
+                METRICS.inc(f"{name}_db_retries_total")
                 if attempt > self.options.db_retries:
                     raise
                 log.warning(
                     "batch rolled back, retrying",
-                    extra={"attempt": attempt, "error": str(error.orig)[:200]},
+                    extra={"attempt": attempt, "error": str(error)[:200]},
                 )
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
-
-
-_POSITION_NAMESPACE = UUID("0b7c3f0e-52a4-4d6e-9f1d-6a0c8e2b4d17")
-
-
-def position_id(record: Record) -> str:
-    """Identity of an unreadable record, so it is dead-lettered once however often it arrives."""
-    return str(uuid5(_POSITION_NAMESPACE, f"{record.topic}:{record.partition}:{record.offset}"))
-
-
-def record_key(record: Record) -> str | None:
-    return record.key.decode("utf-8", "replace") if record.key is not None else None
+            except BaseException:
+                self.handler.forget(everything=True)
+                raise

@@ -14,7 +14,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from infra.db import Database, OutboxRow
+from infra.db import Database, PendingMessage
 from infra.kafka import encode, make_producer
 from infra.observability import METRICS
 from infra.settings import Settings
@@ -117,7 +117,7 @@ class OutboxRelay:
             finally:
                 await producer.stop()
 
-    async def publish(self, producer: AIOKafkaProducer, rows: list[OutboxRow]) -> None:
+    async def publish(self, producer: AIOKafkaProducer, rows: list[PendingMessage]) -> None:
         futures = [
             await producer.send(
                 row.topic,

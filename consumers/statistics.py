@@ -17,19 +17,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from consumers.batch import (
-    BatchProcessor,
-    Record,
-    dead_letter,
-    describe_validation_error,
-    position_id,
-)
 from domain.usage import CenterUsage, RoomUsage, close_month, fold, previous_month
 from infra.db import Database, UnitOfWork, UsageStateRow, utcnow
 from infra.observability import METRICS
 from infra.settings import Settings
 from schemas.decisions import DECISION_ADAPTER, AnyDecision
 from schemas.outputs import UsageMonthly
+from service_layer.processing import Record, dead_letter, describe_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -40,112 +34,161 @@ def scope_id(scope: str, ident: str) -> str:
     return f"{scope}:{ident}"
 
 
-def load_state(row: UsageStateRow) -> UsageState:
-    if row.scope_id.startswith("room:"):
-        return RoomUsage.from_json(row.state)
-    return CenterUsage.from_json(row.state)
+def load_state(scope: str, document: dict[str, Any]) -> UsageState:
+    if scope.startswith("room:"):
+        return RoomUsage.from_json(document)
+    return CenterUsage.from_json(document)
 
 
-class UsageStatistics(BatchProcessor):
+class UsageStatistics:
+    """Folds decisions into monthly usage: per room (kept in memory) and per center.
+
+    A room's usage is owned by whoever owns the room's partition of ``decisions``, so it
+    stays in memory between batches like the authority's rooms. A center's usage sums
+    rooms from every partition, so it is read (locked, on PostgreSQL) in each batch.
+    """
+
     name = "statistics"
 
     def __init__(self, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
+        self.group = settings.statistics_group
         self.clock = clock
+        self.rooms: dict[str, RoomUsage] = {}
+        self.versions: dict[str, int] = {}
+        """Stored versions by scope id, of the rooms kept and the centers of this batch."""
+        self.centers: dict[str, CenterUsage] = {}
+        self.touched: set[str] = set()
+        self.changed: set[str] = set()
+        """Scope ids the batch in flight changed."""
+        self.pending: dict[str, UsageMonthly] = {}
 
-    async def process(self, uow: UnitOfWork, records: Sequence[Record]) -> None:
-        group = self.settings.statistics_group
-        parsed: list[tuple[Record, AnyDecision | str]] = []
-        for record in records:
-            try:
-                parsed.append((record, DECISION_ADAPTER.validate_json(record.value or b"")))
-            except ValidationError as error:
-                parsed.append((record, describe_validation_error(error)))
-        ids = {
-            position_id(record) if isinstance(item, str) else str(item.event_id)
-            for record, item in parsed
-        }
-        seen = await uow.already_processed(ids)
-        wanted: set[str] = set()
-        for _, item in parsed:
-            if isinstance(item, str):
-                continue
-            wanted.add(scope_id("room", item.room_id))
-            if item.center_id:
-                wanted.add(scope_id("center", item.center_id))
-        rows = await uow.load_usage_states(wanted)
-        states: dict[str, UsageState] = {sid: load_state(row) for sid, row in rows.items()}
-        touched: set[str] = set()
-        pending: dict[str, UsageMonthly] = {}
-        for record, item in parsed:
-            now = self.clock()
-            if isinstance(item, str):
-                marker = position_id(record)
-                if marker not in seen:
-                    seen.add(marker)
-                    dead_letter(uow, self.settings, record, item, group, now)
-                    uow.mark_processed(marker, record.topic, record.partition, record.offset)
-                continue
-            event_id = str(item.event_id)
-            if event_id in seen:
-                METRICS.inc("statistics_duplicates_total")
-                continue
-            seen.add(event_id)
-            room_key = scope_id("room", item.room_id)
-            room = states.setdefault(room_key, RoomUsage(item.room_id, item.center_id))
-            center: CenterUsage | None = None
-            if item.center_id:
-                center_state = states.setdefault(
-                    scope_id("center", item.center_id), CenterUsage(item.center_id)
-                )
-                assert isinstance(center_state, CenterUsage)
-                center = center_state
-                touched.add(scope_id("center", item.center_id))
-            assert isinstance(room, RoomUsage)
-            if room.center_id is None and item.center_id:
-                room.center_id = item.center_id
-            try:
-                changed = fold(room, center, item, now)
-            except ValueError as error:
-                dead_letter(
-                    uow, self.settings, record, f"cannot count decision: {error}", group, now
-                )
-                changed = []
-            touched.add(room_key)
-            for aggregate in changed:
-                pending[aggregate.key] = aggregate
-            uow.mark_processed(event_id, record.topic, record.partition, record.offset)
-        save_states(uow, rows, states, touched)
-        await write_aggregates(uow, self.settings, pending)
+    def parse(self, record: Record) -> AnyDecision | str:
+        try:
+            decision: AnyDecision = DECISION_ADAPTER.validate_json(record.value or b"")
+        except ValidationError as error:
+            return describe_validation_error(error)
+        return decision
+
+    def identity(self, event: AnyDecision) -> str:
+        return str(event.event_id)
+
+    async def load(self, uow: UnitOfWork, events: Sequence[AnyDecision]) -> None:
+        missing = {event.room_id for event in events} - self.rooms.keys()
+        stored = await uow.load_states(
+            UsageStateRow, [scope_id("room", r) for r in missing], lock=False
+        )
+        for room_id in missing:
+            found = stored.get(scope_id("room", room_id))
+            self.rooms[room_id] = (
+                RoomUsage(room_id) if found is None else RoomUsage.from_json(found.state)
+            )
+            self.versions[scope_id("room", room_id)] = 0 if found is None else found.version
+        centers = {event.center_id for event in events if event.center_id}
+        stored = await uow.load_states(
+            UsageStateRow, [scope_id("center", c) for c in centers], lock=True
+        )
+        for center_id in centers:
+            found = stored.get(scope_id("center", center_id))
+            self.centers[center_id] = (
+                CenterUsage(center_id) if found is None else CenterUsage.from_json(found.state)
+            )
+            self.versions[scope_id("center", center_id)] = 0 if found is None else found.version
+
+    def handle(self, uow: UnitOfWork, record: Record, event: AnyDecision) -> None:
+        now = self.clock()
+        room = self.rooms[event.room_id]
+        self.touched.add(event.room_id)
+        center = self.centers[event.center_id] if event.center_id else None
+        if room.center_id is None and event.center_id:
+            room.center_id = event.center_id
+        try:
+            changed = fold(room, center, event, now)
+        except ValueError as error:
+            reason = f"cannot count decision: {error}"
+            dead_letter(uow, self.settings, record, reason, self.group, now)
+            changed = []
+        self.changed.add(scope_id("room", event.room_id))
+        if center is not None:
+            self.changed.add(scope_id("center", center.center_id))
+        for aggregate in changed:
+            self.pending[aggregate.key] = aggregate
+
+    async def save(self, uow: UnitOfWork) -> None:
+        states: dict[str, UsageState] = {}
+        for sid in self.changed:
+            scope, ident = sid.split(":", 1)
+            states[sid] = self.rooms[ident] if scope == "room" else self.centers[ident]
+        await save_states(uow, states, self.versions)
+        await write_aggregates(uow, self.settings, self.pending)
+
+    def committed(self) -> None:
+        self.touched.clear()
+        self.changed.clear()
+        self.pending.clear()
+        for center_id in self.centers:
+            self.versions.pop(scope_id("center", center_id), None)
+        self.centers.clear()
+        excess = len(self.rooms) - self.settings.state_cache_size
+        if excess > 0:
+            for room_id in list(self.rooms)[:excess]:
+                del self.rooms[room_id]
+                del self.versions[scope_id("room", room_id)]
+
+    def forget(self, *, everything: bool) -> None:
+        dropped = set(self.rooms) if everything else set(self.touched)
+        for room_id in dropped:
+            self.rooms.pop(room_id, None)
+            self.versions.pop(scope_id("room", room_id), None)
+        self.touched.clear()
+        self.changed.clear()
+        self.pending.clear()
+        for center_id in self.centers:
+            self.versions.pop(scope_id("center", center_id), None)
+        self.centers.clear()
 
 
-def save_states(
-    uow: UnitOfWork,
-    rows: dict[str, UsageStateRow],
-    states: dict[str, UsageState],
-    touched: set[str],
+async def save_states(
+    uow: UnitOfWork, states: dict[str, UsageState], versions: dict[str, int]
 ) -> None:
+    """Write back ``states`` (by scope id), each expecting its stored version."""
     now = utcnow()
-    for sid in touched:
-        document: dict[str, Any] = states[sid].to_json()
-        row = rows.get(sid)
-        if row is None:
-            uow.add(UsageStateRow(scope_id=sid, state=document, updated_at=now))
-        else:
-            row.state = document
-            row.updated_at = now
+    rows: list[dict[str, Any]] = []
+    for sid in sorted(states):
+        version = versions.get(sid, 0) + 1
+        versions[sid] = version
+        rows.append(
+            {
+                "scope_id": sid,
+                "state": states[sid].to_json(),
+                "updated_at": now,
+                "version": version,
+            }
+        )
+    await uow.save_states(UsageStateRow, rows)
 
 
 async def write_aggregates(
     uow: UnitOfWork, settings: Settings, pending: dict[str, UsageMonthly]
 ) -> None:
     """Store each changed aggregate and queue it for ``usage-monthly`` (last value per key)."""
+    rows: list[dict[str, Any]] = []
+    now = utcnow()
     for key, aggregate in pending.items():
         value = aggregate.model_dump(mode="json")
-        uow.publish(settings.topics.usage_monthly, key, value)
-        await uow.upsert_usage(
-            key, aggregate.scope, aggregate.id, aggregate.month, value, aggregate.final
+        uow.publish(settings.topics.usage_monthly, key, aggregate.model_dump_json())
+        rows.append(
+            {
+                "key": key,
+                "scope": aggregate.scope,
+                "ident": aggregate.id,
+                "month": aggregate.month,
+                "value": value,
+                "final": aggregate.final,
+                "updated_at": now,
+            }
         )
+    await uow.upsert_usage_rows(rows)
     if pending:
         METRICS.inc("usage_aggregates_published_total", len(pending))
 
@@ -153,18 +196,23 @@ async def write_aggregates(
 async def close_months(
     settings: Settings, db: Database, month: str | None = None, now: datetime | None = None
 ) -> int:
-    """Mark ``month`` (default: last month, locally) final everywhere; returns aggregates sent."""
+    """Mark ``month`` (default: last month, locally) final everywhere; returns aggregates sent.
+
+    Every state's version moves on, so a statistics consumer holding one in memory
+    reads it again before its next write.
+    """
     now = now or utcnow()
     month = month or previous_month(now, settings.timezone)
     async with db.unit_of_work(settings.statistics_group) as uow:
         ids = list(await uow.session.scalars(select(UsageStateRow.scope_id)))
-        rows = await uow.load_usage_states(ids)
-        states = {sid: load_state(row) for sid, row in rows.items()}
+        stored = await uow.load_states(UsageStateRow, ids, lock=True)
+        states = {sid: load_state(sid, found.state) for sid, found in stored.items()}
+        versions = {sid: found.version for sid, found in stored.items()}
         pending: dict[str, UsageMonthly] = {}
         for state in states.values():
             for aggregate in close_month(state, month, now):
                 pending[aggregate.key] = aggregate
-        save_states(uow, rows, states, set(states))
+        await save_states(uow, states, versions)
         await write_aggregates(uow, settings, pending)
     log.info("month closed", extra={"month": month, "aggregates": len(pending)})
     return len(pending)

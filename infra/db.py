@@ -14,9 +14,10 @@ import json
 import zlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -30,10 +31,13 @@ from sqlalchemy import (
     Text,
     delete,
     event,
+    insert,
     select,
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -66,6 +70,8 @@ class RoomRow(Base):
     capacity: Mapped[int] = mapped_column(Integer)
     decisions: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Bumped by every write; a write expecting an older version fails (see ``StaleState``)."""
 
 
 class ProcessedInput(Base):
@@ -103,6 +109,7 @@ class UsageStateRow(Base):
     scope_id: Mapped[str] = mapped_column(String(80), primary_key=True)
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class UsageMonthlyRow(Base):
@@ -167,13 +174,48 @@ async def migrate(engine: AsyncEngine) -> None:
         await conn.commit()
 
 
+class StaleState(Exception):
+    """A state changed in the database since this consumer loaded it.
+
+    Only a consumer that lost its partitions without noticing (a zombie) or a second
+    writer can cause it: the transaction rolls back, the cached states are dropped and
+    the batch is decided again from what the database holds.
+    """
+
+
+class PendingMessage(NamedTuple):
+    """An outbox row not yet published."""
+
+    id: int
+    topic: str
+    key: str | None
+    value: str
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """A state document as stored, with the version a write-back must find."""
+
+    state: dict[str, Any]
+    version: int
+
+
 class UnitOfWork:
-    """One database transaction: room states, processed inputs and outbox rows together."""
+    """One database transaction: states, processed inputs and outbox rows together.
+
+    Rows are collected while a batch is decided and written with one bulk statement
+    per table when the unit of work commits (``flush``): per-row ORM objects cost
+    more than the decisions themselves.
+    """
 
     def __init__(self, session: AsyncSession, consumer: str) -> None:
         self.session = session
         self.consumer = consumer
         self._sqlite = session.bind.dialect.name == "sqlite"
+        self._processed: list[dict[str, Any]] = []
+        self._outbox: list[dict[str, Any]] = []
+        self.published = 0
+        """Outbox rows this unit of work added."""
 
     async def already_processed(self, event_ids: Iterable[str]) -> set[str]:
         ids = list(event_ids)
@@ -189,19 +231,31 @@ class UnitOfWork:
         return found
 
     def mark_processed(self, event_id: str, topic: str, partition: int, offset: int) -> None:
-        self.session.add(
-            ProcessedInput(
-                consumer=self.consumer,
-                event_id=event_id,
-                topic=topic,
-                partition=partition,
-                offset=offset,
-                processed_at=utcnow(),
-            )
+        self._processed.append(
+            {
+                "consumer": self.consumer,
+                "event_id": event_id,
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "processed_at": utcnow(),
+            }
+        )
+
+    def publish(self, topic: str, key: str | None, value: dict[str, Any] | str) -> None:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        self._outbox.append(
+            {
+                "topic": topic,
+                "key": key,
+                "value": text,
+                "created_at": utcnow(),
+                "published": False,
+            }
         )
 
     async def load_rooms(self, room_ids: Iterable[str]) -> dict[str, RoomRow]:
-        """Rooms of this batch, locked until commit (PostgreSQL ``FOR UPDATE``)."""
+        """Rooms as ORM rows, locked until commit (PostgreSQL ``FOR UPDATE``)."""
         ids = sorted(set(room_ids))
         if not ids:
             return {}
@@ -214,61 +268,147 @@ class UnitOfWork:
     def add_room(self, row: RoomRow) -> None:
         self.session.add(row)
 
-    async def load_usage_states(self, scope_ids: Iterable[str]) -> dict[str, UsageStateRow]:
-        ids = sorted(set(scope_ids))
-        if not ids:
-            return {}
-        query = select(UsageStateRow).where(UsageStateRow.scope_id.in_(ids))
-        query = query.order_by(UsageStateRow.scope_id)
-        if not self._sqlite:
-            query = query.with_for_update()
-        rows = await self.session.scalars(query)
-        return {row.scope_id: row for row in rows}
+    async def load_states(
+        self, table: type[RoomRow] | type[UsageStateRow], ids: Iterable[str], *, lock: bool
+    ) -> dict[str, StoredState]:
+        """State documents by id; ``lock`` holds them until commit on PostgreSQL.
+
+        States that one partition owner keeps in memory need no lock (the version
+        guards the write); states shared by several owners (a center's) are locked.
+        """
+        key = _state_key(table)
+        wanted = sorted(set(ids))
+        found: dict[str, StoredState] = {}
+        for start in range(0, len(wanted), 500):
+            query = (
+                select(key, table.state, table.version)
+                .where(key.in_(wanted[start : start + 500]))
+                .order_by(key)
+            )
+            if lock and not self._sqlite:
+                query = query.with_for_update()
+            for ident, state, version in await self.session.execute(query):
+                found[ident] = StoredState(state, version)
+        return found
+
+    async def save_states(
+        self, table: type[RoomRow] | type[UsageStateRow], rows: list[dict[str, Any]]
+    ) -> None:
+        """Insert or update states, each only if its stored version is ``version - 1``.
+
+        Every row carries the table's columns with ``version`` already bumped; for
+        ``rooms``, ``decisions`` is the number this write adds. Raises ``StaleState``
+        when any stored version was not the one expected.
+        """
+        if not rows:
+            return
+        columns = table.__table__.c
+        key = _state_key(table)
+        dialect_insert = sqlite_insert if self._sqlite else postgresql_insert
+        upsert = dialect_insert(table)
+        changes: dict[str, Any] = {
+            name: upsert.excluded[name] for name in rows[0] if name not in (key.name, "decisions")
+        }
+        if "decisions" in rows[0]:
+            changes["decisions"] = columns.decisions + upsert.excluded.decisions
+        statement = upsert.on_conflict_do_update(
+            index_elements=[key.name],
+            set_=changes,
+            where=columns.version == upsert.excluded.version - 1,
+        ).returning(key)
+        written = 0
+        for start in range(0, len(rows), 500):
+            result = await self.session.execute(statement, rows[start : start + 500])
+            written += len(result.all())
+        if written != len(rows):
+            raise StaleState(f"{len(rows) - written} of {len(rows)} {table.__tablename__} changed")
 
     def add(self, row: Base) -> None:
         self.session.add(row)
 
-    def publish(self, topic: str, key: str | None, value: dict[str, Any] | str) -> None:
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        self.session.add(OutboxRow(topic=topic, key=key, value=text, created_at=utcnow()))
-
     async def upsert_usage(
         self, key: str, scope: str, ident: str, month: str, value: dict[str, Any], final: bool
     ) -> None:
-        row = await self.session.get(UsageMonthlyRow, key)
-        now = utcnow()
-        if row is None:
-            self.session.add(
-                UsageMonthlyRow(
-                    key=key,
-                    scope=scope,
-                    ident=ident,
-                    month=month,
-                    value=value,
-                    final=final,
-                    updated_at=now,
-                )
-            )
-        else:
-            row.value = value
-            row.final = final
-            row.updated_at = now
+        await self.upsert_usage_rows(
+            [
+                {
+                    "key": key,
+                    "scope": scope,
+                    "ident": ident,
+                    "month": month,
+                    "value": value,
+                    "final": final,
+                    "updated_at": utcnow(),
+                }
+            ]
+        )
+
+    async def upsert_usage_rows(self, rows: list[dict[str, Any]]) -> None:
+        """The latest ``usage-monthly`` values, one row per key."""
+        if not rows:
+            return
+        insert = sqlite_insert if self._sqlite else postgresql_insert
+        statement = insert(UsageMonthlyRow)
+        statement = statement.on_conflict_do_update(
+            index_elements=["key"],
+            set_={name: statement.excluded[name] for name in ("value", "final", "updated_at")},
+        )
+        for start in range(0, len(rows), 500):
+            await self.session.execute(statement, rows[start : start + 500])
+
+    async def flush(self) -> None:
+        """Write the collected ids and outbox rows (called before the commit)."""
+        if self._processed:
+            await self.session.execute(insert(ProcessedInput), self._processed)
+            self._processed = []
+        if self._outbox:
+            await self.session.execute(insert(OutboxRow), self._outbox)
+            self.published += len(self._outbox)
+            self._outbox = []
+
+
+def _state_key(table: type[RoomRow] | type[UsageStateRow]) -> Any:
+    return table.room_id if table is RoomRow else table.scope_id  # type: ignore[union-attr]
 
 
 class Database:
-    """Engine plus a factory of units of work."""
+    """Engine plus a factory of units of work.
+
+    SQLite has one writer at a time: within a process every write transaction waits its
+    turn on one lock (a queue in front of the database) instead of meeting
+    ``database is locked`` after the busy timeout; across processes SQLite's own busy
+    wait applies, and every transaction is short.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = make_engine(settings)
+        self._sqlite = is_sqlite(settings.database_url)
+        self._writer = asyncio.Lock()
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """Held around every write transaction on SQLite; a no-op on PostgreSQL."""
+        if not self._sqlite:
+            yield
+            return
+        async with self._writer:
+            yield
 
     async def migrate(self) -> None:
-        await migrate(self.engine)
+        async with self.writing():
+            await migrate(self.engine)
 
     @asynccontextmanager
     async def unit_of_work(self, consumer: str) -> AsyncIterator[UnitOfWork]:
-        async with AsyncSession(self.engine, expire_on_commit=False) as session, session.begin():
-            yield UnitOfWork(session, consumer)
+        async with (
+            self.writing(),
+            AsyncSession(self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            uow = UnitOfWork(session, consumer)
+            yield uow
+            await uow.flush()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -278,23 +418,24 @@ class Database:
     async def mark_published(self, ids: list[int]) -> None:
         if not ids:
             return
-        async with self.session() as session, session.begin():
+        now = utcnow()
+        async with self.writing(), self.session() as session, session.begin():
             for start in range(0, len(ids), 500):
                 await session.execute(
                     update(OutboxRow)
                     .where(OutboxRow.id.in_(ids[start : start + 500]))
-                    .values(published=True, published_at=utcnow())
+                    .values(published=True, published_at=now)
                 )
 
-    async def unpublished(self, limit: int) -> list[OutboxRow]:
+    async def unpublished(self, limit: int) -> list[PendingMessage]:
         async with self.session() as session:
-            rows = await session.scalars(
-                select(OutboxRow)
+            rows = await session.execute(
+                select(OutboxRow.id, OutboxRow.topic, OutboxRow.key, OutboxRow.value)
                 .where(OutboxRow.published.is_(False))
                 .order_by(OutboxRow.id)
                 .limit(limit)
             )
-            return list(rows)
+            return [PendingMessage(*row) for row in rows]
 
     @asynccontextmanager
     async def exclusive(
@@ -350,7 +491,7 @@ class Database:
         """
         id_horizon = now - timedelta(days=self.settings.processed_retention_days)
         outbox_horizon = now - timedelta(days=self.settings.outbox_retention_days)
-        async with self.session() as session, session.begin():
+        async with self.writing(), self.session() as session, session.begin():
             ids = await session.execute(
                 delete(ProcessedInput).where(ProcessedInput.processed_at < id_horizon)
             )

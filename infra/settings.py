@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     authority_group: str = "room-authority"
     statistics_group: str = "usage-statistics"
     batch_max_records: int = Field(default=500, ge=1)
+    state_cache_size: int = Field(default=50_000, ge=1)
+    """States (rooms, room usage) a consumer keeps in memory between batches."""
     batch_timeout_ms: int = Field(default=100, ge=1)
     relay_interval_s: float = 0.05
     clock_interval_s: float = 30.0

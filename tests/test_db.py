@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from infra.db import Database, OutboxRow, ProcessedInput, RoomRow, utcnow
+from infra.db import Database, OutboxRow, ProcessedInput, RoomRow, StaleState, utcnow
 from infra.settings import Settings
 
 
@@ -81,3 +81,39 @@ async def test_prune_forgets_old_ids_and_published_rows_only(db: Database) -> No
         outbox = await session.scalar(select(func.count()).select_from(OutboxRow))
     assert ids == {"new"}
     assert outbox == 2  # the unpublished row is never pruned
+
+
+async def test_a_state_write_expecting_an_older_version_fails_and_changes_nothing(
+    db: Database,
+) -> None:
+    """The guard that keeps a zombie consumer from overwriting the new owner's rooms."""
+
+    def row(version: int, occupancy: int) -> dict[str, object]:
+        return {
+            "room_id": "r1",
+            "center_id": "c",
+            "state": {"occupancy": occupancy},
+            "occupancy": occupancy,
+            "capacity": 15,
+            "decisions": 1,
+            "updated_at": utcnow(),
+            "version": version,
+        }
+
+    async with db.unit_of_work("room-authority") as uow:
+        await uow.save_states(RoomRow, [row(1, 1)])  # new: stored version 0 -> 1
+    async with db.unit_of_work("room-authority") as uow:
+        await uow.save_states(RoomRow, [row(2, 2)])  # the owner's next write
+    with pytest.raises(StaleState):
+        async with db.unit_of_work("room-authority") as uow:
+            await uow.save_states(RoomRow, [row(2, 9)])  # a zombie that read version 1
+    with pytest.raises(StaleState):
+        async with db.unit_of_work("room-authority") as uow:
+            await uow.save_states(RoomRow, [row(1, 9)])  # a second "new" room of that id
+    async with db.unit_of_work("room-authority") as uow:
+        stored = await uow.load_states(RoomRow, ["r1", "r2"], lock=False)
+    assert set(stored) == {"r1"}
+    assert stored["r1"].version == 2 and stored["r1"].state == {"occupancy": 2}
+    async with db.session() as session:
+        decisions = await session.scalar(select(RoomRow.decisions))
+    assert decisions == 2  # each write adds the decisions it made

@@ -1,0 +1,358 @@
+"""Read models: every query the dashboard and the report make, in one place.
+
+They only READ the ``rooms`` table (kept by the room authority) and ``usage_monthly``
+(kept by the statistics consumer), through an ``AsyncSession`` the caller opens on
+``read_engine``, and answer plain typed dicts (``TypedDict``) that serialise to JSON as
+they are. ``entrypoints.dashboard`` (HTTP) and ``entrypoints.report`` (terminal) only
+parse their parameters, call these functions and render the answers.
+
+A room's name lives inside its state document (``rooms.state``, which also holds its
+bookings and can be large): the queries read just that field with a JSON path
+(``JSON_EXTRACT`` on SQLite, ``->>`` on PostgreSQL), never the whole document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple, TypedDict, get_args
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from infra.db import OutboxRow, RoomRow, UsageMonthlyRow, make_engine
+from infra.settings import Settings
+from schemas.outputs import usage_key
+
+CountField = Literal[
+    "bookings_confirmed",
+    "bookings_rejected",
+    "bookings_cancelled",
+    "no_shows",
+    "visits",
+    "checkins_denied",
+    "unique_members",
+    "peak_occupancy",
+    "revision",
+]
+FloatField = Literal["booked_hours", "open_hours", "utilization"]
+COUNT_FIELDS: tuple[CountField, ...] = get_args(CountField)
+FLOAT_FIELDS: tuple[FloatField, ...] = get_args(FloatField)
+
+CHART_MONTHS = 12
+"""How many months ``month_usage`` returns for the chart by default."""
+
+_CHUNK = 500
+"""Keys per ``IN (...)``: well under every backend's limit on bound parameters."""
+
+
+# --- the answers ----------------------------------------------------------------------
+
+
+class Aggregate(TypedDict):
+    """A ``usage-monthly`` value with every contract field present, plus ``has_data``."""
+
+    scope: str
+    id: str
+    month: str
+    bookings_confirmed: int
+    bookings_rejected: int
+    bookings_cancelled: int
+    no_shows: int
+    visits: int
+    checkins_denied: int
+    unique_members: int
+    peak_occupancy: int
+    revision: int
+    booked_hours: float
+    open_hours: float
+    utilization: float
+    final: bool
+    updated_at: str | None
+    revised_after_close: bool
+    has_data: bool
+
+
+class RoomAggregate(Aggregate):
+    """A room's aggregate with what the ``rooms`` table says about the room."""
+
+    room_id: str
+    name: str
+    capacity: int
+
+
+class MonthUsage(TypedDict):
+    """One center's month: its aggregate, its rooms', and the months ending with it."""
+
+    center_id: str
+    month: str
+    center: Aggregate
+    rooms: list[RoomAggregate]
+    months: list[Aggregate]
+
+
+class CenterSummary(TypedDict):
+    center_id: str
+    rooms: int
+
+
+class RoomOccupancy(TypedDict):
+    room_id: str
+    center_id: str
+    name: str
+    occupancy: int
+    capacity: int
+    as_of: str | None
+
+
+class RoomInfo(NamedTuple):
+    room_id: str
+    name: str
+    capacity: int
+
+
+# --- pure helpers ---------------------------------------------------------------------
+
+
+def add_months(month: str, n: int) -> str:
+    year, mon = int(month[:4]), int(month[5:7])
+    index = year * 12 + (mon - 1) + n
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def month_range(last: str, count: int) -> list[str]:
+    """``count`` months ending with ``last``, oldest first."""
+    return [add_months(last, n) for n in range(-(count - 1), 1)]
+
+
+def local_iso(moment: datetime | None, timezone: str) -> str | None:
+    """RFC 3339 in ``timezone``; SQLite hands back naive UTC times."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(timezone)).isoformat()
+
+
+def empty_aggregate(scope: str, ident: str, month: str) -> Aggregate:
+    """What a month without any ``usage-monthly`` value looks like: zeros, not final."""
+    return Aggregate(
+        scope=scope,
+        id=ident,
+        month=month,
+        bookings_confirmed=0,
+        bookings_rejected=0,
+        bookings_cancelled=0,
+        no_shows=0,
+        visits=0,
+        checkins_denied=0,
+        unique_members=0,
+        peak_occupancy=0,
+        revision=0,
+        booked_hours=0.0,
+        open_hours=0.0,
+        utilization=0.0,
+        final=False,
+        updated_at=None,
+        revised_after_close=False,
+        has_data=False,
+    )
+
+
+def normalise_aggregate(
+    scope: str, ident: str, month: str, value: dict[str, Any] | None, final: bool = False
+) -> Aggregate:
+    """A stored value with every contract field present (missing ones zero) and ``has_data``."""
+    result = empty_aggregate(scope, ident, month)
+    if value is None:
+        return result
+    for count in COUNT_FIELDS:
+        result[count] = int(value.get(count) or 0)
+    for amount in FLOAT_FIELDS:
+        result[amount] = float(value.get(amount) or 0.0)
+    result["final"] = bool(value.get("final", final)) or final
+    result["updated_at"] = value.get("updated_at")
+    result["revised_after_close"] = bool(value.get("revised_after_close", False))
+    result["has_data"] = True
+    return result
+
+
+def room_name(room_id: str, name: object) -> str:
+    """The name from the room's state, or its id when the state has none."""
+    return str(name) if name else room_id
+
+
+def version_of(parts: Iterable[Any]) -> str:
+    text = "|".join("" if p is None else str(p) for p in parts)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+# --- the database, read-only ----------------------------------------------------------
+
+
+def read_engine(settings: Settings) -> AsyncEngine:
+    """Reads never take SQLite's write lock: a polling page must not slow the consumers."""
+    return make_engine(settings, read_only=True)
+
+
+_NAME = RoomRow.state["name"].as_string().label("name")
+"""The room's name inside its state document, without loading the document."""
+
+
+# --- queries --------------------------------------------------------------------------
+
+
+async def list_centers(session: AsyncSession) -> list[CenterSummary]:
+    """Every center the rooms or the usage figures know, with its room count."""
+    counts: dict[str, int] = {}
+    rows = await session.execute(
+        select(RoomRow.center_id, func.count(RoomRow.room_id)).group_by(RoomRow.center_id)
+    )
+    for center_id, count in rows:
+        counts[center_id] = int(count)
+    idents = await session.scalars(
+        select(UsageMonthlyRow.ident).where(UsageMonthlyRow.scope == "center").distinct()
+    )
+    for ident in idents:
+        counts.setdefault(ident, 0)
+    return [CenterSummary(center_id=c, rooms=counts[c]) for c in sorted(counts)]
+
+
+async def center_exists(session: AsyncSession, center: str) -> bool:
+    """Whether the center has a room or any stored center aggregate."""
+    found = await session.scalar(
+        select(RoomRow.room_id).where(RoomRow.center_id == center).limit(1)
+    )
+    if found is not None:
+        return True
+    found = await session.scalar(
+        select(UsageMonthlyRow.key)
+        .where(UsageMonthlyRow.scope == "center", UsageMonthlyRow.ident == center)
+        .limit(1)
+    )
+    return found is not None
+
+
+async def center_rooms(session: AsyncSession, center: str) -> list[RoomInfo]:
+    """The center's rooms (id, name, capacity), by id."""
+    rows = await session.execute(
+        select(RoomRow.room_id, _NAME, RoomRow.capacity)
+        .where(RoomRow.center_id == center)
+        .order_by(RoomRow.room_id)
+    )
+    return [
+        RoomInfo(room_id, room_name(room_id, name), capacity) for room_id, name, capacity in rows
+    ]
+
+
+async def usage_values(
+    session: AsyncSession, keys: Sequence[str]
+) -> dict[str, tuple[dict[str, Any], bool]]:
+    """The stored ``(value, final)`` of each of ``keys`` that has one."""
+    found: dict[str, tuple[dict[str, Any], bool]] = {}
+    for start in range(0, len(keys), _CHUNK):
+        rows = await session.execute(
+            select(UsageMonthlyRow.key, UsageMonthlyRow.value, UsageMonthlyRow.final).where(
+                UsageMonthlyRow.key.in_(keys[start : start + _CHUNK])
+            )
+        )
+        for key, value, final in rows:
+            found[key] = (value, bool(final))
+    return found
+
+
+async def month_usage(
+    session: AsyncSession, center: str, month: str, chart_months: int = CHART_MONTHS
+) -> MonthUsage:
+    """The center's aggregate, its rooms' aggregates and the last months for the chart."""
+    rooms = await center_rooms(session, center)
+    months = month_range(month, chart_months)
+    keys = [usage_key("room", r.room_id, month) for r in rooms]
+    keys += [usage_key("center", center, m) for m in months]
+    values = await usage_values(session, keys)
+
+    def aggregate(scope: str, ident: str, m: str) -> Aggregate:
+        stored = values.get(usage_key(scope, ident, m))
+        if stored is None:
+            return empty_aggregate(scope, ident, m)
+        return normalise_aggregate(scope, ident, m, stored[0], stored[1])
+
+    return MonthUsage(
+        center_id=center,
+        month=month,
+        center=aggregate("center", center, month),
+        rooms=[
+            RoomAggregate(
+                **aggregate("room", room.room_id, month),
+                room_id=room.room_id,
+                name=room.name,
+                capacity=room.capacity,
+            )
+            for room in rooms
+        ],
+        months=[aggregate("center", center, m) for m in months],
+    )
+
+
+async def center_history(session: AsyncSession, center: str, upto: str) -> list[Aggregate]:
+    """Every stored center aggregate up to and including ``upto``, oldest first."""
+    rows = await session.execute(
+        select(UsageMonthlyRow.month, UsageMonthlyRow.value, UsageMonthlyRow.final)
+        .where(
+            UsageMonthlyRow.scope == "center",
+            UsageMonthlyRow.ident == center,
+            UsageMonthlyRow.month <= upto,
+        )
+        .order_by(UsageMonthlyRow.month)
+    )
+    return [normalise_aggregate("center", center, m, v, bool(f)) for m, v, f in rows]
+
+
+async def occupancy(
+    session: AsyncSession, center: str | None, timezone: str
+) -> list[RoomOccupancy]:
+    """Every room's (or one center's rooms') occupancy now, ``as_of`` in ``timezone``."""
+    query = select(
+        RoomRow.room_id,
+        RoomRow.center_id,
+        _NAME,
+        RoomRow.occupancy,
+        RoomRow.capacity,
+        RoomRow.updated_at,
+    ).order_by(RoomRow.center_id, RoomRow.room_id)
+    if center is not None:
+        query = query.where(RoomRow.center_id == center)
+    return [
+        RoomOccupancy(
+            room_id=row.room_id,
+            center_id=row.center_id,
+            name=room_name(row.room_id, row.name),
+            occupancy=max(0, row.occupancy),
+            capacity=row.capacity,
+            as_of=local_iso(row.updated_at, timezone),
+        )
+        for row in await session.execute(query)
+    ]
+
+
+async def outbox_backlog(session: AsyncSession) -> int:
+    """Outbox rows not yet published."""
+    count = await session.scalar(
+        select(func.count(OutboxRow.id)).where(OutboxRow.published.is_(False))
+    )
+    return int(count or 0)
+
+
+async def data_version(session: AsyncSession) -> str:
+    """Changes whenever a room or a usage aggregate is written (or one disappears)."""
+    rooms = (
+        await session.execute(select(func.max(RoomRow.updated_at), func.count(RoomRow.room_id)))
+    ).one()
+    usage = (
+        await session.execute(
+            select(func.max(UsageMonthlyRow.updated_at), func.count(UsageMonthlyRow.key))
+        )
+    ).one()
+    return version_of([*rooms, *usage])
