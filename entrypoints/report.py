@@ -1,9 +1,10 @@
 """``spaces report --month YYYY-MM [--center ID]``: a month's usage table in the terminal.
 
-Reads ``usage_monthly`` and ``rooms`` only (the same queries as the dashboard). Per center:
+Reads ``usage_monthly`` and ``rooms`` only, through the read models the dashboard uses too
+(``infra.read_models``). Per center:
 one row per room, a total row (the center aggregate), and the monthly average of visits and
 booked hours over every month stored for that center up to the month asked for ("since the
-center opened"). The formatting helpers are pure functions of plain dicts.
+center opened"). The formatting helpers are pure functions of the read models' dicts.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from entrypoints.dashboard import (
-    BadRequest,
+from entrypoints.dashboard import BadRequest, check_month
+from infra.read_models import (
+    Aggregate,
+    MonthUsage,
     center_exists,
     center_history,
-    check_month,
     list_centers,
     month_usage,
     read_engine,
@@ -98,7 +100,7 @@ def fmt_pct(value: float) -> str:
     return f"{_half_up(value * 100)}%"
 
 
-def status(aggregate: dict[str, Any]) -> str:
+def status(aggregate: Aggregate) -> str:
     if not aggregate.get("has_data", True):
         return "no data"
     if aggregate.get("revised_after_close"):
@@ -106,7 +108,7 @@ def status(aggregate: dict[str, Any]) -> str:
     return "final" if aggregate.get("final") else "open"
 
 
-def table_row(label: str, aggregate: dict[str, Any]) -> list[str]:
+def table_row(label: str, aggregate: Aggregate) -> list[str]:
     a = aggregate
     return [
         label,
@@ -125,7 +127,7 @@ def table_row(label: str, aggregate: dict[str, Any]) -> list[str]:
     ]
 
 
-def monthly_average(history: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def monthly_average(history: Sequence[Aggregate]) -> dict[str, Any] | None:
     """Average visits and booked hours over the months given (stored months only)."""
     if not history:
         return None
@@ -150,7 +152,7 @@ def average_line(average: dict[str, Any] | None) -> str:
     )
 
 
-def render_center(usage: dict[str, Any], history: Sequence[dict[str, Any]]) -> str:
+def render_center(usage: MonthUsage, history: Sequence[Aggregate]) -> str:
     """The block printed for one center: title, table (rooms + total) and the average."""
     title = f"{usage['center_id']} — {usage['month']} ({status(usage['center'])})"
     rows = [table_row(f"{r['name']} ({r['room_id']})", r) for r in usage["rooms"]]
@@ -161,7 +163,7 @@ def render_center(usage: dict[str, Any], history: Sequence[dict[str, Any]]) -> s
     return f"{title}\n{table}\n{average_line(monthly_average(history))}\n"
 
 
-def has_data(usage: dict[str, Any]) -> bool:
+def has_data(usage: MonthUsage) -> bool:
     return bool(usage["center"]["has_data"]) or any(r["has_data"] for r in usage["rooms"])
 
 

@@ -1,4 +1,5 @@
-"""The dashboard's API over a temporary SQLite database filled directly with rows.
+"""The dashboard's API over a temporary SQLite database filled directly with rows, and its
+read models (``infra.read_models``) on SQLite and PostgreSQL.
 
 ``fill_demo`` and ``ServerThread`` are shared with ``test_report`` and
 ``test_dashboard_browser``.
@@ -23,18 +24,26 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import update
+from sqlalchemy import event, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from entrypoints.dashboard import (
-    FIELDS,
-    add_months,
-    create_app,
-    current_month,
-    month_range,
-    normalise_aggregate,
-    usage_csv,
-)
+from entrypoints.dashboard import FIELDS, create_app, current_month, usage_csv
 from infra.db import Database, OutboxRow, RoomRow, UsageMonthlyRow
+from infra.read_models import (
+    RoomInfo,
+    add_months,
+    center_exists,
+    center_history,
+    center_rooms,
+    data_version,
+    list_centers,
+    month_range,
+    month_usage,
+    normalise_aggregate,
+    occupancy,
+    outbox_backlog,
+    read_engine,
+)
 from infra.settings import Settings
 from schemas.outputs import UsageMonthly, usage_key
 
@@ -257,6 +266,111 @@ def test_normalise_fills_missing_fields() -> None:
     assert value["visits"] == 3 and value["booked_hours"] == 0.0 and value["final"] is True
     assert value["has_data"] is True and value["revised_after_close"] is False
     assert normalise_aggregate("room", "r1", MONTH, None)["has_data"] is False
+
+
+# --- read models, on each backend -----------------------------------------------------
+
+
+@pytest.fixture
+async def read_session(database_url: str) -> AsyncIterator[tuple[AsyncSession, list[str]]]:
+    """A read-only session on the demo, and the result columns of every query it runs."""
+    settings = Settings(database_url=database_url)
+    await fill_demo(settings)
+    engine = read_engine(settings)
+    columns: list[str] = []
+
+    def record(_conn: Any, cursor: Any, *_args: Any) -> None:
+        columns.extend(d[0] for d in cursor.description or ())
+
+    event.listen(engine.sync_engine, "after_cursor_execute", record)
+    async with AsyncSession(engine) as session:
+        yield session, columns
+    await engine.dispose()
+
+
+async def test_read_models(read_session: tuple[AsyncSession, list[str]]) -> None:
+    s, columns = read_session
+    values = demo_values()
+    assert await list_centers(s) == [
+        {"center_id": "haemi", "rooms": 1},
+        {"center_id": "seosan", "rooms": 4},
+    ]
+    assert await center_exists(s, "seosan") and not await center_exists(s, "nowhere")
+    assert await center_rooms(s, "seosan") == [
+        RoomInfo("seosan-cafe", "북카페", 40),
+        RoomInfo("seosan-club-1", "동아리실 1", 15),
+        RoomInfo("seosan-club-2", "동아리실 2", 15),
+        RoomInfo("seosan-office", "공유오피스", 30),
+    ]
+
+    usage = await month_usage(s, "seosan", MONTH, chart_months=3)
+    assert [(r["room_id"], r["name"], r["has_data"]) for r in usage["rooms"]] == [
+        ("seosan-cafe", "북카페", False),
+        ("seosan-club-1", "동아리실 1", True),
+        ("seosan-club-2", "동아리실 2", True),
+        ("seosan-office", "공유오피스", True),
+    ]
+    assert usage["center"]["visits"] == values[f"center:seosan:{MONTH}"]["visits"]
+    assert [m["month"] for m in usage["months"]] == month_range(MONTH, 3)
+
+    history = await center_history(s, "haemi", "2026-03")
+    assert [(m["month"], m["final"]) for m in history] == [
+        ("2026-01", True),
+        ("2026-02", True),
+        ("2026-03", True),
+    ]
+    assert history[1]["visits"] == values["center:haemi:2026-02"]["visits"]
+
+    rooms = await occupancy(s, "haemi", "Asia/Seoul")
+    assert rooms == [
+        {
+            "room_id": "haemi-hall",
+            "center_id": "haemi",
+            "name": "해미 다목적실",
+            "occupancy": 25,
+            "capacity": 60,
+            "as_of": "2026-11-21T10:30:00+09:00",
+        }
+    ]
+    assert len(await occupancy(s, None, "Asia/Seoul")) == len(ROOMS)
+    assert await outbox_backlog(s) == 2
+    version = await data_version(s)
+    assert len(version) == 16 and await data_version(s) == version
+
+    # Names come from a JSON path: no query ever fetches a room's whole state document.
+    assert "name" in columns and "state" not in columns
+
+
+async def test_room_without_a_name_is_shown_by_its_id(database_url: str) -> None:
+    settings = Settings(database_url=database_url)
+    db = Database(settings)
+    await db.migrate()
+    states: list[Any] = [{"name": "강당"}, {"name": ""}, {"capacity": 9}, []]
+    async with db.session() as session, session.begin():
+        for n, state in enumerate(states):
+            session.add(
+                RoomRow(
+                    room_id=f"r{n}",
+                    center_id="c",
+                    state=state,
+                    occupancy=-1 if n == 0 else n,
+                    capacity=9,
+                    updated_at=AS_OF,
+                )
+            )
+    await db.dispose()
+    engine = read_engine(settings)
+    async with AsyncSession(engine) as s:
+        assert [r.name for r in await center_rooms(s, "c")] == ["강당", "r1", "r2", "r3"]
+        rooms = await occupancy(s, "c", "UTC")
+    await engine.dispose()
+    assert [(r["name"], r["occupancy"]) for r in rooms] == [
+        ("강당", 0),
+        ("r1", 1),
+        ("r2", 2),
+        ("r3", 3),
+    ]
+    assert rooms[0]["as_of"] == "2026-11-21T01:30:00+00:00"
 
 
 # --- API ------------------------------------------------------------------------------

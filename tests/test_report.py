@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from entrypoints.dashboard import month_range, normalise_aggregate
 from entrypoints.report import (
     average_line,
     display_width,
@@ -21,6 +20,7 @@ from entrypoints.report import (
     status,
 )
 from infra.db import Database
+from infra.read_models import month_range, normalise_aggregate
 from infra.settings import Settings
 from tests.test_dashboard import FIRST_MONTH, MONTH, REVISED_MONTH, fill_demo
 
