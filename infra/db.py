@@ -28,6 +28,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     delete,
     event,
@@ -359,12 +360,19 @@ class UnitOfWork:
     async def flush(self) -> None:
         """Write the collected ids and outbox rows (called before the commit)."""
         if self._processed:
-            await self.session.execute(insert(ProcessedInput), self._processed)
+            await self.session.execute(insert(_table(ProcessedInput)), self._processed)
             self._processed = []
         if self._outbox:
-            await self.session.execute(insert(OutboxRow), self._outbox)
+            await self.session.execute(insert(_table(OutboxRow)), self._outbox)
             self.published += len(self._outbox)
             self._outbox = []
+
+
+def _table(model: type[Base]) -> Table:
+    """The Core table of a model: bulk inserts through it skip the ORM's bookkeeping."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def _state_key(table: type[RoomRow] | type[UsageStateRow]) -> Any:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,6 +20,7 @@ from infra.kafka import make_producer
 from infra.settings import Settings
 from producers.client import DecisionClient
 from schemas.inputs import (
+    BookingRequested,
     Checkin,
     EnrollmentCancelRequested,
     EnrollmentRequested,
@@ -183,6 +185,46 @@ async def test_unreadable_input_goes_to_dead_letters_and_processing_goes_on(
     reasons = " | ".join(letter["reason"] for letter in letters)
     assert "contract violation" in reasons and "does not match room_id" in reasons
     assert [d["type"] for d in decisions] == ["room.configured", "checkin.admitted"]
+
+
+async def test_an_input_whose_decision_fails_is_dead_lettered_and_the_room_goes_on(
+    stack_settings: Settings,
+) -> None:
+    """Poison times used to crash the authority for good (OverflowError inside the rules)."""
+    room = "seosan.allday"
+    kst = timezone(timedelta(hours=9))
+    ancient = Checkin(
+        event_id=uuid.uuid4(),
+        occurred_at=datetime(1, 1, 1, tzinfo=kst),
+        room_id=room,
+        kiosk_id="k",
+        party_size=1,
+    )
+    far_future = BookingRequested(
+        event_id=uuid.uuid4(),
+        occurred_at=now(),
+        room_id=room,
+        booking_id="b-9999",
+        member_id="m-1",
+        party_size=2,
+        starts_at=datetime(9999, 12, 31, 20, tzinfo=kst),
+        ends_at=datetime(9999, 12, 31, 22, tzinfo=kst),
+    )
+    after = walk_in(room, "kiosk-1")
+    await produce(stack_settings, [club_room(room), ancient, far_future, after])
+    async with running(stack_settings, ("authority", "relay")):
+        for _ in range(30):  # until the walk-in after the poison is answered
+            decisions = await read_topic(stack_settings, stack_settings.topics.decisions, expect=2)
+            by_cause = {d["caused_by"]: d for d in decisions}
+            if str(after.event_id) in by_cause:
+                break
+        letters = await read_topic(stack_settings, stack_settings.topics.dead_letters, expect=1)
+    poisoned = {json.loads(base64.b64decode(letter["original"]))["event_id"] for letter in letters}
+    assert str(far_future.event_id) in poisoned
+    assert all("could not be decided" in letter["reason"] for letter in letters)
+    # The year-1 check-in gets exactly one outcome: a denial, or a dead letter.
+    assert (str(ancient.event_id) in poisoned) != (str(ancient.event_id) in by_cause)
+    assert by_cause[str(after.event_id)]["type"] == "checkin.admitted"
 
 
 async def test_a_kiosk_retry_is_answered_once(stack_settings: Settings) -> None:
