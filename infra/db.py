@@ -140,7 +140,9 @@ def make_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
     """
     url = settings.database_url
     if not is_sqlite(url):
-        return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+        # No pre-ping: it costs a round trip per transaction, and a connection that died
+        # fails the batch's transaction, which is retried on a fresh one.
+        return create_async_engine(url, pool_size=5, max_overflow=5, pool_recycle=3600)
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -306,7 +308,7 @@ class UnitOfWork:
         columns = table.__table__.c
         key = _state_key(table)
         dialect_insert = sqlite_insert if self._sqlite else postgresql_insert
-        upsert = dialect_insert(table)
+        upsert = dialect_insert(_table(table))
         changes: dict[str, Any] = {
             name: upsert.excluded[name] for name in rows[0] if name not in (key.name, "decisions")
         }
@@ -349,7 +351,7 @@ class UnitOfWork:
         if not rows:
             return
         insert = sqlite_insert if self._sqlite else postgresql_insert
-        statement = insert(UsageMonthlyRow)
+        statement = insert(_table(UsageMonthlyRow))
         statement = statement.on_conflict_do_update(
             index_elements=["key"],
             set_={name: statement.excluded[name] for name in ("value", "final", "updated_at")},
@@ -376,7 +378,8 @@ def _table(model: type[Base]) -> Table:
 
 
 def _state_key(table: type[RoomRow] | type[UsageStateRow]) -> Any:
-    return table.room_id if table is RoomRow else table.scope_id  # type: ignore[union-attr]
+    columns = _table(table).c
+    return columns.room_id if table is RoomRow else columns.scope_id
 
 
 class Database:
