@@ -44,7 +44,7 @@ class Clock:
         self.scheduler = AsyncIOScheduler(timezone=settings.timezone)
 
     async def room_ids(self) -> list[str]:
-        async with self.db.session() as session:
+        async with self.db.read_session() as session:
             return list(await session.scalars(select(RoomRow.room_id).order_by(RoomRow.room_id)))
 
     async def tick(self, now: datetime | None = None) -> int:

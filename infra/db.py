@@ -396,6 +396,10 @@ class Database:
         self.engine = make_engine(settings)
         self._sqlite = is_sqlite(settings.database_url)
         self._writer = asyncio.Lock()
+        # SQLite writers begin IMMEDIATE (the write lock up front); reads go through an
+        # engine whose transactions never take it, so the relay's polling and the clock
+        # never wait for a consumer's batch, nor make it wait.
+        self.reader = make_engine(settings, read_only=True) if self._sqlite else self.engine
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
@@ -426,6 +430,12 @@ class Database:
         async with AsyncSession(self.engine, expire_on_commit=False) as session:
             yield session
 
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A session that only reads: on SQLite it never takes or waits for the write lock."""
+        async with AsyncSession(self.reader, expire_on_commit=False) as session:
+            yield session
+
     async def mark_published(self, ids: list[int]) -> None:
         if not ids:
             return
@@ -439,7 +449,7 @@ class Database:
                 )
 
     async def unpublished(self, limit: int) -> list[PendingMessage]:
-        async with self.session() as session:
+        async with self.read_session() as session:
             rows = await session.execute(
                 select(OutboxRow.id, OutboxRow.topic, OutboxRow.key, OutboxRow.value)
                 .where(OutboxRow.published.is_(False))
@@ -515,3 +525,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.reader is not self.engine:
+            await self.reader.dispose()
