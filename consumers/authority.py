@@ -81,6 +81,8 @@ class RoomAuthority:
         """Rooms the batch in flight handled (dropped if it rolls back)."""
         self.decided: dict[str, int] = {}
         """Rooms the batch in flight changed, with the decisions it made about each."""
+        self.gauges: dict[str, Occupancy] = {}
+        """Occupancy of rooms whose occupancy or capacity the batch in flight changed."""
 
     def parse(self, record: Record) -> AnyInput | str:
         adapter = self.adapters.get(record.topic)
@@ -137,14 +139,13 @@ class RoomAuthority:
         self.decided[room_id] = self.decided.get(room_id, 0) + len(decisions)
         METRICS.inc("decisions_total", len(decisions))
         if room is not None and _gauge(room) != gauge:
-            occupancy = Occupancy(
+            self.gauges[room_id] = Occupancy(
                 room_id=room.room_id,
                 center_id=room.center_id,
                 occupancy=room.occupancy,
                 capacity=room.capacity,
                 as_of=now,
             )
-            uow.publish(topics.occupancy, room_id, occupancy.model_dump_json())
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "decided",
@@ -159,6 +160,10 @@ class RoomAuthority:
             )
 
     async def save(self, uow: UnitOfWork) -> None:
+        # ``occupancy`` is compacted: its readers want each room's latest figure, so a
+        # batch writes one message per room it changed, after the decisions.
+        for room_id, gauge in self.gauges.items():
+            uow.publish(self.settings.topics.occupancy, room_id, gauge.model_dump_json())
         now = utcnow()
         rows: list[dict[str, Any]] = []
         for room_id, count in self.decided.items():
@@ -184,6 +189,7 @@ class RoomAuthority:
     def committed(self) -> None:
         self.touched.clear()
         self.decided.clear()
+        self.gauges.clear()
         # Bounded memory: a member owning more rooms than it keeps reads the oldest
         # again when they come back (they were all written back by now).
         excess = len(self.rooms) - self.settings.state_cache_size
@@ -199,3 +205,4 @@ class RoomAuthority:
             self.versions.pop(room_id, None)
         self.touched.clear()
         self.decided.clear()
+        self.gauges.clear()
