@@ -1,568 +1,418 @@
-"""``make bench``: throughput, latency and memory of the room authority, on the real broker.
+"""``make bench``: the whole ``spaces run`` against a bare Kafka loop, on the real broker.
 
-Every comparison is a ratio of two figures measured in this one process, on this
-machine, in this run; nothing here is a target checked by a unit test. Scenarios:
+Every comparison is a ratio of two figures measured in this one run, on this machine,
+with the same broker; nothing here is a target checked by a unit test. Scenarios (see
+docs/benchmarks.md for exactly how each figure is taken):
 
-A   batched: N check-ins/check-outs pre-produced to 20 shared rooms, then the room
-    authority alone decides them with ``batch_max_records=500`` (one database
-    transaction, then one offset commit, per batch), polling as deployed
-    (``batch_timeout_ms`` from the settings, 100 ms by default).
-B   one event per transaction: the same with ``batch_max_records=1`` (the naive design:
-    a database transaction and an offset commit for every event). Ratio A/B.
-A*, B*  the same two with a 1 ms poll timeout: a control that leaves only the cost of
-    the transactions and commits (see docs/benchmarks.md for why B needs it).
-C   kiosk latency: authority + outbox relay running, a ``DecisionClient`` sends
-    sequential check-ins and times publish -> decision read back.
-M   memory: peak RSS growth of this process across scenario A, and the size of a
-    room's JSON state holding 1000 bookings.
+scale     1,000 shared rooms (50 centers of 20) and 100,000 mixed inputs, produced before
+          anything consumes them; the ceiling loop (``bench.ceiling``), then ``spaces run``
+          on SQLite, then on PostgreSQL, each on its own copy of the inputs. Inputs/s and
+          the ratio to the ceiling (target >= 0.5x). RSS of ``spaces run`` after 10,000
+          and 100,000 inputs decided in the SQLite run (target: growth <= 50 MiB).
+latency   kiosk inputs offered open-loop at 200/s and 1,000/s for 20 s each, to
+          ``spaces run`` on SQLite with 1,000 rooms, and to the ceiling loop: achieved
+          rate, p50 and p99 (targets: p99 <= 100 ms at 200/s; p99 <= 2x the ceiling's at
+          1,000/s).
+sweep     20,000 mixed inputs over 10, 1,000 and 10,000 rooms, ``spaces run`` on SQLite:
+          the 10,000-room rate within 30 % of the 10-room rate.
+capacity  ``decide(room, RoomCapacityChanged, now)`` on a room holding 10,000 future
+          bookings, in a child with a 120 s limit (target < 1 s).
 
-B and B* decide the first ``--events-b`` events of A's sequence (default 500): at one
-transaction each they would otherwise take most of the run. Each scenario gets its own
-topics (random suffix), consumer groups and database (a fresh SQLite file; also
-PostgreSQL when ``SPACES_BENCH_POSTGRES_URL`` is set). The figures are printed and
-written to ``artifacts/bench.json`` with the machine and the command line.
+    .venv/bin/python -m bench.run [--quick] [--only scale,latency,sweep,capacity]
+        [--service-cwd DIR] [--no-postgres] [--output artifacts/bench.json]
 
-    .venv/bin/python -m bench.run [--events N] [--events-b N] [--requests N] [--quick]
+The figures are printed as a table (value, target, pass/fail) and written to
+``artifacts/bench.json`` with the machine, the git commit(s) and the command line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import os
-import platform
-import random
-import resource
 import shlex
-import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-
-from domain.capacity import Booking, Room
-from entrypoints.service import Services
-from infra import kafka_local
-from infra.db import Database
-from infra.settings import Settings, Topics
-from producers.client import DecisionClient, publish_all
-from schemas.inputs import AnyInput, Checkin, Checkout, RoomConfigured
+from bench.capacity import capacity_change
+from bench.common import (
+    REPO,
+    Broker,
+    Check,
+    PgDatabases,
+    broker_down,
+    broker_up,
+    git_revision,
+    machine,
+    postgres_server,
+)
+from bench.context import Context
+from bench.latency import kiosk_latency
+from bench.throughput import RunResult, pre_produced
+from bench.traffic import SEED, centers, layout
+from infra.settings import Settings
 
 log = logging.getLogger("bench")
 
-ROOMS = 20
-CAPACITY = 50
-CENTER = "bench"
-KIOSK = "bench.kiosk-1"
-SEED = 20240501
-DEFAULT_EVENTS = 5000
-QUICK_EVENTS = 1000
-DEFAULT_EVENTS_B = 500
-QUICK_EVENTS_B = 100
-DEFAULT_REQUESTS = 200
-QUICK_REQUESTS = 50
-BATCHED = 500
-JSON_BOOKINGS = 1000
-POLL_S = 0.02
-PROCESS_TIMEOUT_S = 600.0
-READY_TIMEOUT_S = 60.0
 OUTPUT = Path("artifacts/bench.json")
-PG_ENV = "SPACES_BENCH_POSTGRES_URL"
+SCENARIOS = ("scale", "latency", "sweep", "capacity")
+STALL_S = 60.0
+
+TARGET_RATIO = 0.5
+TARGET_RSS_GROWTH_MIB = 50.0
+TARGET_P99_200_MS = 100.0
+TARGET_P99_RATIO_1000 = 2.0
+TARGET_SWEEP_SPREAD = 0.30
+TARGET_CAPACITY_S = 1.0
 
 
-# --------------------------------------------------------------------------- inputs
+@dataclass(frozen=True)
+class Sizes:
+    scale_rooms: int
+    scale_inputs: int
+    rss_at: tuple[int, int]
+    latency_rooms: int
+    latency_s: float
+    rates: tuple[int, int]
+    sweep_inputs: int
+    sweep_rooms: tuple[int, ...]
+    bookings: int
+    capacity_timeout_s: float
+    max_run_s: float
 
 
-def room_ids() -> list[str]:
-    return [f"bench.room-{i:02d}" for i in range(1, ROOMS + 1)]
+FULL = Sizes(
+    scale_rooms=1000,
+    scale_inputs=100_000,
+    rss_at=(10_000, 100_000),
+    latency_rooms=1000,
+    latency_s=20.0,
+    rates=(200, 1000),
+    sweep_inputs=20_000,
+    sweep_rooms=(10, 1000, 10_000),
+    bookings=10_000,
+    capacity_timeout_s=120.0,
+    max_run_s=900.0,
+)
+QUICK = Sizes(
+    scale_rooms=100,
+    scale_inputs=5_000,
+    rss_at=(1_000, 5_000),
+    latency_rooms=200,
+    latency_s=5.0,
+    rates=(200, 1000),
+    sweep_inputs=2_000,
+    sweep_rooms=(10, 100, 1000),
+    bookings=2_000,
+    capacity_timeout_s=60.0,
+    max_run_s=240.0,
+)
 
 
-def configurations(now: datetime) -> list[RoomConfigured]:
-    """Shared rooms of capacity 50, open all day, so every check-in is about capacity."""
-    return [
-        RoomConfigured(
-            event_id=uuid.uuid4(),
-            occurred_at=now,
-            room_id=room,
-            center_id=CENTER,
-            name=f"Bench room {room[-2:]}",
-            capacity=CAPACITY,
-            booking_mode="shared",
-            opens="00:00",
-            closes="24:00",
-        )
-        for room in room_ids()
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+async def scale(ctx: Context, sizes: Sizes) -> dict[str, Any]:
+    rooms = layout(sizes.scale_rooms)
+    out: dict[str, Any] = {
+        "rooms": len(rooms),
+        "centers": centers(rooms),
+        "mixed_inputs": sizes.scale_inputs,
+    }
+    runs: list[tuple[str, str, str | None]] = [
+        ("ceiling", "ceiling", None),
+        ("sqlite", "service", "sqlite"),
+        ("postgresql", "service", "postgresql"),
     ]
-
-
-def traffic(count: int, seed: int) -> list[Checkin | Checkout]:
-    """``count`` check-ins and check-outs over the rooms, never over capacity.
-
-    The generator keeps each room's head count, so every check-in is admitted and every
-    check-out leaves no more people than came in: the authority does the full work of an
-    admission (state load, rule, decision, occupancy update) for each event.
-    """
-    rng = random.Random(seed)
-    rooms = room_ids()
-    inside = dict.fromkeys(rooms, 0)
-    out: list[Checkin | Checkout] = []
-    for _ in range(count):
-        room = rng.choice(rooms)
-        party = rng.choices((1, 2, 3, 4), weights=(50, 30, 12, 8))[0]
-        leaving = inside[room] > 0 and (
-            inside[room] + party > CAPACITY or rng.random() < inside[room] / CAPACITY
+    for key, target, backend in runs:
+        if backend == "postgresql" and ctx.pg is None:
+            out[key] = {"skipped": ctx.pg_note}
+            say(f"  scale/{key}: skipped ({ctx.pg_note})")
+            continue
+        rss_at = sizes.rss_at if target == "service" else ()
+        result = await pre_produced(
+            ctx, f"scale-{key}", target, rooms, sizes.scale_inputs, SEED, backend, rss_at
         )
-        member = f"m-{rng.randint(1, 400):04d}"
-        now = datetime.now(UTC)
-        if leaving:
-            gone = min(party, inside[room])
-            inside[room] -= gone
-            out.append(
-                Checkout(
-                    event_id=uuid.uuid4(),
-                    occurred_at=now,
-                    room_id=room,
-                    kiosk_id=KIOSK,
-                    party_size=gone,
-                    member_id=member,
-                )
-            )
-        else:
-            inside[room] += party
-            out.append(
-                Checkin(
-                    event_id=uuid.uuid4(),
-                    occurred_at=now,
-                    room_id=room,
-                    kiosk_id=KIOSK,
-                    party_size=party,
-                    member_id=member,
-                )
-            )
+        out[key] = result.as_dict()
+        say(f"  scale/{key}: {describe(result)}")
     return out
 
 
-async def produce(settings: Settings, events: Sequence[AnyInput]) -> None:
-    """With the idempotent producer (``acks=all``), as every producer of the contract."""
-    await publish_all(settings, events)
-
-
-# --------------------------------------------------------------------------- isolation
-
-
-def isolated(base: Settings, database_url: str, **overrides: Any) -> Settings:
-    """Own topics, own consumer groups, own database: scenarios never see each other."""
-    suffix = uuid.uuid4().hex[:8]
-    defaults = Topics()
-    topics = Topics.model_validate(
-        {name: f"bench-{getattr(defaults, name)}-{suffix}" for name in Topics.model_fields}
-    )
-    return base.model_copy(
-        update={
-            "topics": topics,
-            "database_url": database_url,
-            "authority_group": f"bench-authority-{suffix}",
-            "statistics_group": f"bench-statistics-{suffix}",
-            "decide_at": "wall",
-            **overrides,
-        }
-    )
-
-
-async def delete_topics(settings: Settings) -> None:
-    """Best effort: the bench's topics are throwaway and the broker may be someone's."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap)
-    try:
-        await admin.start()
-        await admin.delete_topics(list(settings.topics.all()))
-    except Exception as error:
-        log.warning("could not delete bench topics: %r", error)
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
-
-
-class Databases:
-    """Fresh databases: a SQLite file in a temp dir, or a new PostgreSQL database."""
-
-    def __init__(self, root: Path, postgres_url: str | None) -> None:
-        self.root = root
-        self.postgres_url = postgres_url
-        self.created_pg: list[str] = []
-
-    def backends(self) -> list[str]:
-        return ["sqlite", "postgresql"] if self.postgres_url else ["sqlite"]
-
-    async def fresh(self, backend: str, label: str) -> str:
-        if backend == "sqlite":
-            return f"sqlite+aiosqlite:///{self.root / f'{label}-{uuid.uuid4().hex[:6]}.db'}"
-        assert self.postgres_url is not None
-        name = f"spaces_bench_{label.replace('-', '_')}_{uuid.uuid4().hex[:8]}"
-        await self._admin_sql(f'CREATE DATABASE "{name}"')
-        self.created_pg.append(name)
-        url = make_url(self.postgres_url).set(database=name)
-        return url.render_as_string(hide_password=False)
-
-    async def drop_all(self) -> None:
-        for name in self.created_pg:
-            with contextlib.suppress(Exception):
-                await self._admin_sql(f'DROP DATABASE IF EXISTS "{name}"')
-        self.created_pg.clear()
-
-    async def _admin_sql(self, statement: str) -> None:
-        import asyncpg  # type: ignore[import-untyped]
-
-        assert self.postgres_url is not None
-        url = make_url(self.postgres_url)
-        conn = await asyncpg.connect(
-            user=url.username,
-            password=url.password,
-            host=url.host,
-            port=url.port,
-            database=url.database or "postgres",
+async def sweep(ctx: Context, sizes: Sizes) -> dict[str, Any]:
+    out: dict[str, Any] = {"mixed_inputs": sizes.sweep_inputs, "runs": []}
+    for count in sizes.sweep_rooms:
+        rooms = layout(count)
+        result = await pre_produced(
+            ctx, f"sweep-{count}", "service", rooms, sizes.sweep_inputs, SEED + count, "sqlite"
         )
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
+        out["runs"].append(result.as_dict())
+        say(f"  sweep/{count} rooms: {describe(result)}")
+    return out
 
 
-def reader_engine(url: str) -> AsyncEngine:
-    """A plain engine for polling: no ``BEGIN IMMEDIATE`` hook, so it never takes
-    SQLite's write lock away from the consumer it is watching (WAL readers don't block)."""
-    if make_url(url).get_backend_name() == "sqlite":
-        return create_async_engine(url, connect_args={"timeout": 30})
-    return create_async_engine(url, pool_size=1, max_overflow=0)
-
-
-@asynccontextmanager
-async def services(settings: Settings, parts: tuple[str, ...]) -> AsyncIterator[Services]:
-    """The services in-process; stopped (batch in flight committed, group left) on exit."""
-    running = Services(settings, parts)
-    task = asyncio.create_task(running.run(), name="bench-services")
-    try:
-        yield running
-    finally:
-        running.stop.set()
-        try:
-            await asyncio.wait_for(task, timeout=60)
-        except Exception as error:
-            log.warning("services did not stop cleanly: %r", error)
-
-
-async def wait_ready(running: Services, task_hint: str) -> None:
-    try:
-        await asyncio.wait_for(running.ready.wait(), READY_TIMEOUT_S)
-    except TimeoutError as error:
-        raise RuntimeError(f"{task_hint}: services not ready in {READY_TIMEOUT_S:.0f}s") from error
-
-
-# --------------------------------------------------------------------------- A and B
-
-
-@dataclass
-class Throughput:
-    scenario: str
-    backend: str
-    batch_max_records: int
-    poll_timeout_ms: int
-    """``batch_timeout_ms``: how long one ``getmany`` waits for records."""
-    events: int
-    """Check-ins and check-outs."""
-    inputs: int
-    """Events plus one ``room.configured`` per room: the processed inputs waited for."""
-    produce_s: float
-    wall_s: float
-    """From starting the authority (migration check, group join) until all are recorded."""
-    processing_s: float
-    """From the first input recorded as processed until all are recorded."""
-    inputs_per_s_wall: float
-    inputs_per_s_processing: float
-    ms_per_input: float
-    decisions: dict[str, int] = field(default_factory=dict)
-    dead_letters: int = 0
-
-
-async def count_processed(engine: AsyncEngine, group: str) -> int:
-    async with engine.connect() as conn:
-        result = await conn.execute(
-            text("SELECT count(*) FROM processed_inputs WHERE consumer = :group"),
-            {"group": group},
+async def latency(ctx: Context, sizes: Sizes) -> dict[str, Any]:
+    out: dict[str, Any] = {"rooms": sizes.latency_rooms, "window_s": sizes.latency_s}
+    for target in ("ceiling", "service"):
+        result = await kiosk_latency(ctx, target, sizes.latency_rooms, sizes.rates, sizes.latency_s)
+        out[target] = result
+        windows = ", ".join(
+            f"{w['offered_per_s']}/s: {w['achieved_per_s']}/s achieved, p50 {w['p50_ms']} ms, "
+            f"p99 {w['p99_ms']} ms"
+            for w in result["windows"]
         )
-        return int(result.scalar_one())
+        say(f"  latency/{target}: {result['status']}; {windows or result.get('detail', '')}")
+    return out
 
 
-async def first_processed(engine: AsyncEngine, group: str) -> float:
-    """Unix time of the earliest ``processed_at`` of the group (stored in UTC)."""
-    async with engine.connect() as conn:
-        result = await conn.execute(
-            text("SELECT processed_at FROM processed_inputs WHERE consumer = :group"),
-            {"group": group},
-        )
-        stamps = [_as_datetime(value) for value in result.scalars()]
-    return min(stamps).timestamp()
-
-
-def _as_datetime(value: Any) -> datetime:
-    stamp = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
-
-
-async def outcomes(engine: AsyncEngine, settings: Settings) -> tuple[dict[str, int], int]:
-    """Decision types written to the outbox, and dead letters: the run did real work."""
-    topics = settings.topics
-    async with engine.connect() as conn:
-        result = await conn.execute(
-            text("SELECT topic, value FROM outbox WHERE topic IN (:decisions, :dead)"),
-            {"decisions": topics.decisions, "dead": topics.dead_letters},
-        )
-        rows = list(result)
-    kinds: Counter[str] = Counter()
-    dead = 0
-    for topic, value in rows:
-        if topic == topics.dead_letters:
-            dead += 1
-        else:
-            kinds[str(json.loads(value)["type"])] += 1
-    return dict(sorted(kinds.items())), dead
-
-
-async def throughput(
-    base: Settings,
-    databases: Databases,
-    backend: str,
-    scenario: str,
-    batch_max_records: int,
-    events: int,
-    poll_timeout_ms: int | None = None,
-) -> Throughput:
-    """Pre-produce, then start the authority and time it until every input is recorded."""
-    url = await databases.fresh(backend, scenario.split()[0].lower())
-    timeout_ms = poll_timeout_ms or base.batch_timeout_ms
-    settings = isolated(base, url, batch_max_records=batch_max_records, batch_timeout_ms=timeout_ms)
-    await kafka_local.ensure_topics(settings)
-    # Migrate before the clock starts: both designs share that cost, it is not decided work.
-    db = Database(settings)
-    await db.migrate()
-    await db.dispose()
-
-    inputs: list[AnyInput] = [*configurations(datetime.now(UTC))]
-    started = time.perf_counter()
-    await produce(settings, inputs)  # configurations first: they precede every check-in
-    work = traffic(events, SEED)
-    await produce(settings, work)
-    produce_s = time.perf_counter() - started
-    expected = len(inputs) + len(work)
-
-    engine = reader_engine(url)
-    try:
-        group = settings.authority_group
-        async with services(settings, ("authority",)) as running:
-            t0 = time.time()
-            while True:
-                if await count_processed(engine, group) >= expected:
-                    t1 = time.time()
-                    break
-                if running.stop.is_set():
-                    raise RuntimeError(f"{scenario}/{backend}: the authority stopped early")
-                if time.time() - t0 > PROCESS_TIMEOUT_S:
-                    raise TimeoutError(f"{scenario}/{backend}: not done in {PROCESS_TIMEOUT_S}s")
-                await asyncio.sleep(POLL_S)
-        first = await first_processed(engine, group)
-        decisions, dead = await outcomes(engine, settings)
-    finally:
-        await engine.dispose()
-        await delete_topics(settings)
-    wall_s = t1 - t0
-    processing_s = max(t1 - first, 1e-9)
-    return Throughput(
-        scenario=scenario,
-        backend=backend,
-        batch_max_records=batch_max_records,
-        poll_timeout_ms=timeout_ms,
-        events=events,
-        inputs=expected,
-        produce_s=round(produce_s, 3),
-        wall_s=round(wall_s, 3),
-        processing_s=round(processing_s, 3),
-        inputs_per_s_wall=round(expected / wall_s, 1),
-        inputs_per_s_processing=round(expected / processing_s, 1),
-        ms_per_input=round(processing_s / expected * 1000, 2),
-        decisions=decisions,
-        dead_letters=dead,
+async def capacity(ctx: Context, sizes: Sizes) -> dict[str, Any]:
+    result = await asyncio.to_thread(
+        capacity_change, ctx.service_cwd, sizes.bookings, sizes.capacity_timeout_s
     )
-
-
-# --------------------------------------------------------------------------- C
-
-
-@dataclass
-class Latency:
-    backend: str
-    requests: int
-    median_ms: float
-    p95_ms: float
-    min_ms: float
-    max_ms: float
-    mean_ms: float
-    decisions: dict[str, int]
-    relay_interval_s: float
-    batch_timeout_ms: int
-
-
-async def latency(base: Settings, databases: Databases, backend: str, requests: int) -> Latency:
-    url = await databases.fresh(backend, "latency")
-    settings = isolated(base, url)  # production defaults: relay interval, batch timeout
-    await kafka_local.ensure_topics(settings)
-    rooms = room_ids()
-    kinds: Counter[str] = Counter()
-    samples: list[float] = []
-    try:
-        async with services(settings, ("authority", "relay")) as running:
-            await wait_ready(running, "latency")
-            async with DecisionClient(settings, rooms=rooms) as client:
-                # Configuring the rooms also warms up metadata, connections and the group.
-                configured = await asyncio.gather(
-                    *(client.request(event, timeout=60) for event in configurations(_now()))
-                )
-                if any(d.type != "room.configured" for d in configured):
-                    raise RuntimeError(f"rooms not configured: {configured}")
-                for i in range(requests):
-                    event = Checkin(
-                        event_id=uuid.uuid4(),
-                        occurred_at=_now(),
-                        room_id=rooms[i % len(rooms)],
-                        kiosk_id=KIOSK,
-                        party_size=1,
-                    )
-                    t = time.perf_counter()
-                    decision = await client.request(event, timeout=30)
-                    samples.append((time.perf_counter() - t) * 1000)
-                    kinds[decision.type] += 1
-    finally:
-        await delete_topics(settings)
-    return Latency(
-        backend=backend,
-        requests=requests,
-        median_ms=round(statistics.median(samples), 1),
-        p95_ms=round(percentile(samples, 95), 1),
-        min_ms=round(min(samples), 1),
-        max_ms=round(max(samples), 1),
-        mean_ms=round(statistics.fmean(samples), 1),
-        decisions=dict(sorted(kinds.items())),
-        relay_interval_s=settings.relay_interval_s,
-        batch_timeout_ms=settings.batch_timeout_ms,
+    say(
+        f"  capacity change with {sizes.bookings} bookings: {result['status']}, "
+        f"decide {result.get('decide_s')} s"
     )
+    return result
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+def describe(result: RunResult) -> str:
+    text = f"{result.status}, {result.inputs} inputs"
+    if result.rate is not None:
+        text += f", {result.rate:.0f} inputs/s ({result.seconds} s)"
+    if result.status != "done":
+        text += f" [{result.detail}]"
+    return text
 
 
-def percentile(samples: Sequence[float], pct: int) -> float:
-    """Linear interpolation between closest ranks (``statistics.quantiles`` inclusive)."""
-    if len(samples) == 1:
-        return samples[0]
-    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
-
-
-# --------------------------------------------------------------------------- memory
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def room_json_size(bookings: int) -> dict[str, Any]:
-    """Bytes of one room's state as the authority stores it (``Room.to_json``, JSON text)."""
-    seoul = ZoneInfo("Asia/Seoul")
-    room = Room(
-        room_id="bench.room-json",
-        center_id=CENTER,
-        name="Bench room with many bookings",
-        capacity=CAPACITY,
-        booking_mode="shared",
-        opens="00:00",
-        closes="24:00",
-        timezone="Asia/Seoul",
-    )
-    start = datetime(2030, 1, 1, 9, tzinfo=seoul)
-    for i in range(bookings):
-        begins = start + timedelta(hours=i)
-        booking_id = f"bk-{uuid.UUID(int=i)}"
-        room.bookings[booking_id] = Booking(
-            booking_id=booking_id,
-            member_id=f"m-{i % 400 + 1:04d}",
-            party_size=1 + i % 4,
-            starts_at=begins,
-            ends_at=begins + timedelta(hours=2),
-        )
-    state = room.to_json()
-    size = len(json.dumps(state).encode("utf-8"))
-    if Room.from_json(json.loads(json.dumps(state))).to_json() != state:
-        raise RuntimeError("room JSON does not round-trip")
-    return {
-        "bookings": bookings,
-        "bytes": size,
-        "kib": round(size / 1024, 1),
-        "bytes_per_booking": round(size / bookings, 1),
+async def run_all(ctx: Context, sizes: Sizes, only: Sequence[str]) -> dict[str, Any]:
+    jobs: dict[str, Callable[[Context, Sizes], Awaitable[dict[str, Any]]]] = {
+        "scale": scale,
+        "latency": latency,
+        "sweep": sweep,
+        "capacity": capacity,
     }
+    figures: dict[str, Any] = {}
+    for name in SCENARIOS:
+        if name not in only:
+            continue
+        say(f"{name} ...")
+        began = time.monotonic()
+        try:
+            figures[name] = await jobs[name](ctx, sizes)
+        except Exception as error:
+            say(f"  {name} failed: {error!r}")
+            figures[name] = {"error": repr(error), "traceback": traceback.format_exc()}
+        figures[name]["elapsed_s"] = round(time.monotonic() - began, 1)
+    return figures
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def checks(figures: dict[str, Any], sizes: Sizes) -> list[Check]:
+    out: list[Check] = []
+    if "scale" in figures:
+        out += scale_checks(figures["scale"], sizes)
+    if "latency" in figures:
+        out += latency_checks(figures["latency"])
+    if "sweep" in figures:
+        out += sweep_checks(figures["sweep"])
+    if "capacity" in figures:
+        out += capacity_checks(figures["capacity"], sizes)
+    return out
+
+
+def _run_note(run: dict[str, Any]) -> str:
+    if "skipped" in run:
+        return f"skipped: {run['skipped']}"
+    if run.get("status") != "done":
+        return f"{run.get('status')}: {run.get('detail')}"
+    return ""
+
+
+def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
+    if "error" in scale:
+        return [Check("scale scenario", None, "", "runs", False, scale["error"])]
+    label = f"{sizes.scale_inputs:,} mixed + {sizes.scale_rooms:,} room.configured"
+    ceiling = scale.get("ceiling", {})
+    out = [
+        Check(
+            f"ceiling loop ({label})",
+            ceiling.get("rate"),
+            "inputs/s",
+            "-",
+            None,
+            _run_note(ceiling),
+        )
+    ]
+    for backend, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        run = scale.get(backend, {})
+        rate = run.get("rate")
+        note = _run_note(run)
+        out.append(Check(f"spaces run, {name} ({label})", rate, "inputs/s", "-", None, note))
+        ratio = rate / ceiling["rate"] if rate and ceiling.get("rate") else None
+        passed = None if "skipped" in run else bool(ratio and ratio >= TARGET_RATIO and not note)
+        out.append(
+            Check(
+                f"  {name} / ceiling",
+                round(ratio, 2) if ratio else None,
+                "x",
+                f">= {TARGET_RATIO}",
+                passed,
+                note,
+            )
+        )
+    sqlite = scale.get("sqlite", {})
+    samples = {s["decided"]: s["rss_mib"] for s in sqlite.get("rss_mib", []) if not s.get("final")}
+    first, second = sizes.rss_at
+    a, b = samples.get(first), samples.get(second)
+    out.append(Check(f"RSS of spaces run after {first:,} decided (SQLite)", a, "MiB", "-", None))
+    out.append(Check(f"RSS of spaces run after {second:,} decided (SQLite)", b, "MiB", "-", None))
+    growth = round(b - a, 1) if a is not None and b is not None else None
+    out.append(
+        Check(
+            "  RSS growth",
+            growth,
+            "MiB",
+            f"<= {TARGET_RSS_GROWTH_MIB:.0f}",
+            growth is not None and growth <= TARGET_RSS_GROWTH_MIB,
+            "" if growth is not None else "not measured: " + (_run_note(sqlite) or "no samples"),
+        )
+    )
+    return out
+
+
+def latency_checks(latency: dict[str, Any]) -> list[Check]:
+    if "error" in latency:
+        return [Check("latency scenario", None, "", "runs", False, latency["error"])]
+    out: list[Check] = []
+    by: dict[tuple[str, int], dict[str, Any]] = {}
+    for target in ("ceiling", "service"):
+        for window in latency.get(target, {}).get("windows", []):
+            by[(target, int(window["offered_per_s"]))] = window
+    for rate in sorted({r for _, r in by} | {200, 1000}):
+        for target, name in (("ceiling", "ceiling loop"), ("service", "spaces run, SQLite")):
+            window = by.get((target, rate))
+            note = "" if window else _run_note(latency.get(target, {})) or "not measured"
+            if window and window.get("drain") != "done":
+                note = f"not drained: {window.get('drain')}"
+            w: dict[str, Any] = window or {}
+            offered = f"{rate}/s offered"
+            out.append(
+                Check(
+                    f"kiosk {offered}, {name}: achieved",
+                    w.get("achieved_per_s"),
+                    "/s",
+                    "-",
+                    None,
+                    note,
+                )
+            )
+            out.append(Check(f"kiosk {offered}, {name}: p50", w.get("p50_ms"), "ms", "-", None))
+            p99 = w.get("p99_ms")
+            if target == "service" and rate == 200:
+                out.append(
+                    Check(
+                        f"kiosk {offered}, {name}: p99",
+                        p99,
+                        "ms",
+                        f"<= {TARGET_P99_200_MS:.0f}",
+                        p99 is not None and p99 <= TARGET_P99_200_MS,
+                        note,
+                    )
+                )
+            else:
+                out.append(Check(f"kiosk {offered}, {name}: p99", p99, "ms", "-", None, note))
+        service, ceiling = by.get(("service", rate)), by.get(("ceiling", rate))
+        ratio = None
+        if service and ceiling and service.get("p99_ms") and ceiling.get("p99_ms"):
+            ratio = round(service["p99_ms"] / ceiling["p99_ms"], 2)
+        target_text, passed = "-", None
+        if rate == 1000:
+            target_text, passed = (
+                f"<= {TARGET_P99_RATIO_1000:.0f}",
+                ratio is not None and ratio <= TARGET_P99_RATIO_1000,
+            )
+        out.append(
+            Check(f"  p99 spaces run / ceiling at {rate}/s", ratio, "x", target_text, passed)
+        )
+    return out
+
+
+def sweep_checks(sweep: dict[str, Any]) -> list[Check]:
+    if "error" in sweep:
+        return [Check("size sweep", None, "", "runs", False, sweep["error"])]
+    runs = sweep.get("runs", [])
+    out = [
+        Check(
+            f"sweep: {run['rooms']:,} rooms, {run['inputs'] - run['rooms']:,} mixed inputs "
+            f"+ {run['rooms']:,} room.configured (SQLite)",
+            run.get("rate"),
+            "inputs/s",
+            "-",
+            None,
+            _run_note(run),
+        )
+        for run in runs
+    ]
+    if len(runs) >= 2:
+        small, large = runs[0], runs[-1]
+        ok = small.get("status") == "done" and large.get("status") == "done"
+        ratio = (
+            round(large["rate"] / small["rate"], 2)
+            if large.get("rate") and small.get("rate")
+            else None
+        )
+        out.append(
+            Check(
+                f"  rate {large['rooms']:,} rooms / {small['rooms']:,} rooms",
+                ratio,
+                "x",
+                f"{1 - TARGET_SWEEP_SPREAD:.1f}..{1 + TARGET_SWEEP_SPREAD:.1f}",
+                ok and ratio is not None and abs(ratio - 1) <= TARGET_SWEEP_SPREAD,
+            )
+        )
+    return out
+
+
+def capacity_checks(result: dict[str, Any], sizes: Sizes) -> list[Check]:
+    note = (
+        "" if result.get("status") == "done" else f"{result.get('status')}: {result.get('detail')}"
+    )
+    value = result.get("decide_s")
+    size = result.get("state_json_bytes")
+    return [
+        Check(
+            f"room state JSON with {sizes.bookings:,} bookings (Room.to_json)",
+            round(size / 1024, 1) if size else None,
+            "KiB",
+            "-",
+            None,
+        ),
+        Check(
+            f"capacity change, room with {sizes.bookings:,} bookings: decide",
+            value,
+            "s",
+            f"< {TARGET_CAPACITY_S:.0f}",
+            value is not None and value < TARGET_CAPACITY_S,
+            note or f"{result.get('conflicting_bookings')} conflicting bookings listed",
+        ),
+    ]
 
 
 # --------------------------------------------------------------------------- report
-
-
-def machine() -> dict[str, Any]:
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        affinity = os.cpu_count() or 0
-    return {
-        "nproc": affinity,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "sqlite": sqlite3.sqlite_version,
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def git_revision() -> dict[str, Any] | None:
-    """The commit measured, and whether the work tree had changes on top of it."""
-    try:
-        head, status = (
-            subprocess.run(
-                ["git", *command], capture_output=True, text=True, timeout=10, check=True
-            ).stdout.strip()
-            for command in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain"])
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": head, "dirty": bool(status)}
-
-
-def ratio(a: float, b: float) -> float:
-    return round(a / b, 1) if b else float("inf")
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
@@ -575,133 +425,48 @@ def table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _value(check: dict[str, Any]) -> str:
+    value = check["value"]
+    if value is None:
+        return "n/a"
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:g}"
+    return f"{text} {check['unit']}".strip()
+
+
+def _commit(git: dict[str, Any]) -> str:
+    if not git:
+        return "no git"
+    return f"{git['commit']}{' + uncommitted changes' if git['dirty'] else ''}"
+
+
 def render(report: dict[str, Any]) -> str:
     m = report["machine"]
+    git = report["git"]
+    service = git.get("service") or {}
     out = [
-        f"bench: {report['command']}  ({report['date']}, {m['nproc']} cores, "
-        f"Python {m['python']}, broker {report['broker']['bootstrap']})",
+        f"bench: {report['command']}",
+        f"  {report['date']}, {m['nproc']} cores ({m['cpu']}), Python {m['python']}, "
+        f"SQLite {m['sqlite']}, load {m['loadavg_at_start']}",
+        f"  broker {report['broker']['bootstrap']} ({report['broker']['note']})",
+        f"  service measured: {report['service_cwd']} at {_commit(service)}; "
+        f"bench: {_commit(git.get('bench') or {})}",
         "",
-        "throughput (wall = from starting the authority; proc = from the first input recorded)",
     ]
-    header = "scenario db batch poll_ms inputs wall_s inputs/s proc_s inputs/s ms/input"
-    rows = [header.split()]
-    for t in report["throughput"]:
+    rows = [["figure", "value", "target", "result", "note"]]
+    mark = {True: "PASS", False: "FAIL", None: ""}
+    for check in report["checks"]:
         rows.append(
             [
-                t["scenario"],
-                t["backend"],
-                str(t["batch_max_records"]),
-                str(t["poll_timeout_ms"]),
-                str(t["inputs"]),
-                f"{t['wall_s']:.2f}",
-                f"{t['inputs_per_s_wall']:.0f}",
-                f"{t['processing_s']:.2f}",
-                f"{t['inputs_per_s_processing']:.0f}",
-                f"{t['ms_per_input']:.2f}",
+                check["figure"],
+                _value(check),
+                check["target"],
+                mark[check["pass"]],
+                check["note"].replace("\n", " ")[:90],
             ]
         )
-    out += [table(rows), ""]
-    for r in report["ratios"]:
-        out.append(
-            f"ratio {r['pair']} ({r['backend']}): {r['processing']}x while processing, "
-            f"{r['wall']}x from start"
-        )
-    c = report["latency"]
-    out += [
-        "",
-        f"C kiosk latency ({c['backend']}, {c['requests']} sequential check-ins, publish -> "
-        f"decision): median {c['median_ms']} ms, p95 {c['p95_ms']} ms "
-        f"(min {c['min_ms']}, max {c['max_ms']})",
-    ]
-    mem = report["memory"]
-    out += [
-        f"M peak RSS across A ({mem['backend']}): {mem['peak_rss_before_mib']:.1f} -> "
-        f"{mem['peak_rss_after_mib']:.1f} MiB (+{mem['peak_rss_delta_mib']:.1f} MiB)",
-        f"M room JSON with {mem['room_json']['bookings']} bookings: "
-        f"{mem['room_json']['kib']} KiB ({mem['room_json']['bytes_per_booking']} B/booking)",
-        "",
-        f"wrote {report['output']} in {report['elapsed_s']:.0f}s",
-    ]
+    out.append(table(rows))
+    out += ["", f"wrote {report['output']} in {report['elapsed_s']:.0f} s"]
     return "\n".join(out)
-
-
-@dataclass(frozen=True)
-class Spec:
-    scenario: str
-    batch_max_records: int
-    poll_timeout_ms: int | None
-    """None: the settings' ``batch_timeout_ms`` (as deployed)."""
-    many: bool
-    """True: ``--events`` inputs; False: ``--events-b`` (the slow designs)."""
-
-
-SPECS = (
-    Spec("A batched", BATCHED, None, many=True),
-    Spec("B one-per-txn", 1, None, many=False),
-    Spec("A* batched", BATCHED, 1, many=True),
-    Spec("B* one-per-txn", 1, 1, many=False),
-)
-PAIRS = (("A/B", "A batched", "B one-per-txn"), ("A*/B*", "A* batched", "B* one-per-txn"))
-
-
-async def run_all(
-    base: Settings, events: int, events_b: int, requests: int, postgres_url: str | None
-) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="spaces-bench-") as tmp:
-        databases = Databases(Path(tmp), postgres_url)
-        results: list[Throughput] = []
-        memory: dict[str, Any] = {}
-        try:
-            for backend in databases.backends():
-                for spec in SPECS:
-                    before = peak_rss_mib()
-                    t = await throughput(
-                        base,
-                        databases,
-                        backend,
-                        spec.scenario,
-                        spec.batch_max_records,
-                        events if spec.many else events_b,
-                        spec.poll_timeout_ms,
-                    )
-                    after = peak_rss_mib()
-                    if not memory:  # the first scenario A of the run
-                        memory = {
-                            "backend": backend,
-                            "scenario": spec.scenario,
-                            "peak_rss_before_mib": round(before, 1),
-                            "peak_rss_after_mib": round(after, 1),
-                            "peak_rss_delta_mib": round(after - before, 1),
-                        }
-                    print(
-                        f"  {spec.scenario} ({backend}): {t.inputs_per_s_processing:.0f} inputs/s",
-                        flush=True,
-                    )
-                    results.append(t)
-            print("  C kiosk latency ...", flush=True)
-            c = await latency(base, databases, "sqlite", requests)
-        finally:
-            await databases.drop_all()
-    memory["room_json"] = room_json_size(JSON_BOOKINGS)
-    ratios = []
-    for backend in databases.backends():
-        by_name = {t.scenario: t for t in results if t.backend == backend}
-        for pair, first, second in PAIRS:
-            a, b = by_name[first], by_name[second]
-            ratios.append(
-                {
-                    "pair": pair,
-                    "backend": backend,
-                    "processing": ratio(a.inputs_per_s_processing, b.inputs_per_s_processing),
-                    "wall": ratio(a.inputs_per_s_wall, b.inputs_per_s_wall),
-                }
-            )
-    return {
-        "throughput": [asdict(t) for t in results],
-        "ratios": ratios,
-        "latency": asdict(c),
-        "memory": memory,
-    }
 
 
 # --------------------------------------------------------------------------- main
@@ -710,103 +475,134 @@ async def run_all(
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     summary = (__doc__ or "").split("\n")[0]
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=summary)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a ~2 minute smoke run")
     parser.add_argument(
-        "--events",
-        type=int,
-        default=None,
-        help=f"check-ins/check-outs for A and A* (default {DEFAULT_EVENTS}, quick {QUICK_EVENTS})",
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios (default all: {','.join(SCENARIOS)})",
     )
     parser.add_argument(
-        "--events-b",
-        type=int,
-        default=None,
-        help=f"check-ins/check-outs for B and B*, one transaction each (default "
-        f"{DEFAULT_EVENTS_B}, quick {QUICK_EVENTS_B}): the first ones of A's sequence",
+        "--service-cwd",
+        type=Path,
+        default=REPO,
+        help="the checkout whose `spaces run` (and domain, for the capacity scenario) is "
+        f"measured; default {REPO}",
     )
-    parser.add_argument(
-        "--requests",
-        type=int,
-        default=None,
-        help=f"sequential kiosk requests for C (default {DEFAULT_REQUESTS}, quick "
-        f"{QUICK_REQUESTS})",
-    )
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL run")
+    parser.add_argument("--service-log-level", default="INFO", help="`spaces run --log-level`")
+    parser.add_argument("--scale-inputs", type=int, help="mixed inputs of the scale scenario")
+    parser.add_argument("--scale-rooms", type=int, help="rooms of the scale scenario")
+    parser.add_argument("--latency-seconds", type=float, help="length of each latency window")
+    parser.add_argument("--sweep-inputs", type=int, help="mixed inputs of each sweep run")
+    parser.add_argument("--bookings", type=int, help="bookings of the capacity-change room")
+    parser.add_argument("--stall-s", type=float, default=STALL_S, help="no progress = stalled")
+    parser.add_argument("--max-run-s", type=float, help="limit of one consumer run")
     parser.add_argument("--output", type=Path, default=OUTPUT, help=f"default {OUTPUT}")
     args = parser.parse_args(argv)
-    if args.events is None:
-        args.events = QUICK_EVENTS if args.quick else DEFAULT_EVENTS
-    if args.events_b is None:
-        args.events_b = min(args.events, QUICK_EVENTS_B if args.quick else DEFAULT_EVENTS_B)
-    if args.requests is None:
-        args.requests = QUICK_REQUESTS if args.quick else DEFAULT_REQUESTS
-    if min(args.events, args.events_b, args.requests) < 1:
-        parser.error("--events, --events-b and --requests must be at least 1")
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {SCENARIOS}")
+    args.service_cwd = args.service_cwd.resolve()
+    if not (args.service_cwd / "entrypoints" / "cli.py").is_file():
+        parser.error(f"{args.service_cwd} has no entrypoints/cli.py")
     return args
+
+
+def sizes_from(args: argparse.Namespace) -> Sizes:
+    sizes = QUICK if args.quick else FULL
+    if args.scale_inputs:
+        points = (max(1, args.scale_inputs // 10), args.scale_inputs)
+        sizes = replace(sizes, scale_inputs=args.scale_inputs, rss_at=points)
+    if args.scale_rooms:
+        sizes = replace(sizes, scale_rooms=args.scale_rooms)
+    if args.latency_seconds:
+        sizes = replace(sizes, latency_s=args.latency_seconds)
+    if args.sweep_inputs:
+        sizes = replace(sizes, sweep_inputs=args.sweep_inputs)
+    if args.bookings:
+        sizes = replace(sizes, bookings=args.bookings)
+    if args.max_run_s:
+        sizes = replace(sizes, max_run_s=args.max_run_s)
+    return sizes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    sizes = sizes_from(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # Fresh topics answer NOT_LEADER for a moment; aiokafka logs each retry it then makes
-    # (some at ERROR). A failure that matters raises, and the bench stops on it.
+    # (some at ERROR). A failure that matters raises, and the bench reports it.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     began = time.monotonic()
     date = datetime.now(UTC).isoformat(timespec="seconds")
     settings = Settings()
     host = machine()
+    git = {"bench": git_revision(REPO), "service": git_revision(args.service_cwd)}
 
-    was_running = bool(kafka_local.info(settings)["running"])
-    broker = kafka_local.up(settings)
-    print(
-        f"broker {settings.bootstrap}: "
-        + ("reused" if was_running or not broker.started else "started")
-        + f"; {args.events} events (B: {args.events_b}), {args.requests} kiosk requests",
-        flush=True,
+    pg: PgDatabases | None = None
+    pg_note = "not part of this run"
+    if "scale" in args.only:
+        if args.no_postgres:
+            pg_note = "--no-postgres"
+        else:
+            url, pg_note = postgres_server()
+            pg = PgDatabases(url) if url else None
+
+    broker: Broker = broker_up(settings)
+    say(
+        f"broker {broker.bootstrap}: {broker.note}; service from {args.service_cwd}; "
+        f"{'quick' if args.quick else 'full'} sizes; PostgreSQL: {pg_note}"
     )
     try:
-        figures = asyncio.run(
-            run_all(
-                settings,
-                args.events,
-                args.events_b,
-                args.requests,
-                os.environ.get(PG_ENV) or None,
+        with tempfile.TemporaryDirectory(prefix="spaces-bench-") as tmp:
+            ctx = Context(
+                base=settings,
+                tmp=Path(tmp),
+                service_cwd=args.service_cwd,
+                log_level=args.service_log_level,
+                stall_s=args.stall_s,
+                max_run_s=sizes.max_run_s,
+                pg=pg,
+                pg_note=pg_note,
             )
-        )
+            figures = asyncio.run(run_all(ctx, sizes, args.only))
     finally:
-        if not was_running and not settings.uses_external_kafka:
-            print(kafka_local.down(settings), flush=True)
+        stopped = broker_down(settings, broker)
+        if stopped:
+            say(stopped)
 
     report: dict[str, Any] = {
         "date": date,
         "command": shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv])),
-        "git": git_revision(),
+        "cwd": str(Path.cwd()),
+        "service_cwd": str(args.service_cwd),
+        "git": git,
         "machine": host,
         "broker": {
             "bootstrap": settings.bootstrap,
-            "external": settings.uses_external_kafka,
+            "note": broker.note,
             "kafka_version": settings.kafka_version,
             "partitions": settings.partitions,
-            "reused": was_running,
         },
         "parameters": {
-            "events": args.events,
-            "events_b": args.events_b,
-            "rooms": ROOMS,
-            "capacity": CAPACITY,
-            "batched_max_records": BATCHED,
-            "poll_timeout_ms_default": settings.batch_timeout_ms,
-            "requests": args.requests,
+            "quick": args.quick,
+            "scenarios": args.only,
+            "sizes": asdict(sizes),
             "seed": SEED,
-            "postgresql": bool(os.environ.get(PG_ENV)),
+            "stall_s": args.stall_s,
+            "service_log_level": args.service_log_level,
+            "postgresql": pg_note,
         },
-        **figures,
+        "checks": [c.as_dict() for c in checks(figures, sizes)],
+        "figures": figures,
         "output": str(args.output),
     }
     report["elapsed_s"] = round(time.monotonic() - began, 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    print(render(report))
+    say("")
+    say(render(report))
     return 0
 
 

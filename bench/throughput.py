@@ -1,0 +1,210 @@
+"""Throughput on pre-produced inputs: the ceiling loop and the whole ``spaces run``.
+
+One run = fresh topics (6 partitions), the rooms' ``room.configured`` and the mixed
+inputs produced and acknowledged BEFORE anything consumes them, then the consumer
+(the ceiling loop, or ``spaces run`` with all its parts) started as a child process
+and the watcher (``bench.watch``) reading its outputs until every input has its
+primary decision and, for the service, ``usage-monthly`` has caught up.
+
+Rate = inputs / (end - start):
+
+- start: when the consumer's group gave it its partitions, i.e. the moment it can
+  read the first input. For the service, the ``ts`` of its first JSON log line
+  ``partitions assigned`` that names an input topic (the room authority; the
+  database migration before it is not counted); for the ceiling, the ``assigned``
+  line it prints. If that line is missing (another log level, a renamed message),
+  the earliest ``decided_at`` of the primary decisions, and ``start_source`` says so.
+- end: the Kafka timestamp of the last record needed (``Watcher.end_ts``).
+
+The rate from the earliest ``decided_at`` is reported as well.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bench import child as children
+from bench.common import create_topics, delete_topics, isolated, new_suffix, service_env
+from bench.context import Context
+from bench.traffic import RoomRef, configurations, mixed, produce
+from bench.watch import Watcher
+from schemas.inputs import AnyInput
+
+
+@dataclass
+class RunResult:
+    label: str
+    target: str
+    """``ceiling`` or ``service``."""
+    backend: str | None
+    rooms: int
+    inputs: int
+    """Pre-produced inputs: one ``room.configured`` per room plus the mixed inputs."""
+    input_kinds: dict[str, int]
+    produce_s: float
+    status: str
+    """done, stalled, crashed or timeout (then the rate is that of what was decided)."""
+    detail: str
+    decided: int
+    start_source: str
+    seconds: float | None
+    rate: float | None
+    """Inputs per second from ``start`` to ``end`` (see the module's docstring)."""
+    seconds_from_first_decision: float | None
+    rate_from_first_decision: float | None
+    launched_to_start_s: float | None
+    decisions: dict[str, int]
+    usage: dict[str, Any] | None
+    duplicates: int
+    rss_mib: list[dict[str, Any]] = field(default_factory=list)
+    stopped: dict[str, Any] = field(default_factory=dict)
+    log_tail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def scenario_inputs(rooms: list[RoomRef], count: int, seed: int) -> Iterator[AnyInput]:
+    """The rooms' configurations, then ``count`` mixed inputs (built while they are
+    produced: fresh ids, ``occurred_at`` just before; the same seed, the same traffic)."""
+    start = datetime.now(UTC)
+    return itertools.chain(configurations(rooms, start), mixed(rooms, count, seed, start))
+
+
+async def pre_produced(
+    ctx: Context,
+    label: str,
+    target: str,
+    rooms: list[RoomRef],
+    count: int,
+    seed: int,
+    backend: str | None = None,
+    rss_at: tuple[int, ...] = (),
+) -> RunResult:
+    """One run of ``target`` (``ceiling`` or ``service`` on ``backend``) on fresh inputs."""
+    suffix = new_suffix()
+    pg_name: str | None = None
+    database_url: str | None = None
+    if target == "service":
+        if backend == "postgresql":
+            assert ctx.pg is not None
+            pg_name, database_url = await ctx.pg.create(label.replace("-", "_"))
+        else:
+            database_url = ctx.sqlite_url(label, suffix)
+    settings = isolated(ctx.base, suffix, database_url)
+    topics = settings.topics
+    names = list(topics.all())
+    child: children.Child | None = None
+    watcher = Watcher(
+        ctx.base.bootstrap,
+        topics.decisions,
+        topics.usage_monthly if target == "service" else None,
+    )
+    try:
+        await create_topics(settings)
+        produced = await produce(settings, scenario_inputs(rooms, count, seed))
+        watcher.expect(produced.ids)
+        await watcher.start()
+        log_path = ctx.log_path(label, suffix)
+        if target == "ceiling":
+            child = children.ceiling(
+                ctx.base.bootstrap,
+                topics.inputs,
+                f"bench-ceiling-{suffix}",
+                topics.decisions,
+                log_path,
+            )
+        else:
+            env = service_env(settings, ctx.home(suffix))
+            child = children.service(ctx.service_cwd, env, log_path, ctx.log_level, None)
+        rss: list[dict[str, Any]] = []
+        running = child
+
+        def sample(decided: int) -> None:
+            rss.append(
+                {"decided": decided, "rss_mib": running.rss_mib(), "at": round(time.time(), 3)}
+            )
+
+        for point in rss_at:
+            if point <= len(produced.ids):
+                watcher.at(point, sample)
+        child.start()
+        outcome = await watcher.wait(alive=child.dead, stall_s=ctx.stall_s, max_s=ctx.max_run_s)
+        if rss_at:
+            rss.append(
+                {
+                    "decided": watcher.decided,
+                    "rss_mib": child.rss_mib(),
+                    "at": round(time.time(), 3),
+                    "final": True,
+                }
+            )
+        stopped = child.stop()
+        if target == "ceiling":
+            start = children.ceiling_assigned_at(child)
+        else:
+            start = children.service_assigned_at(child, topics.capacity)
+        source = "partitions assigned"
+        if start is None:
+            start, source = watcher.first_decided_at, "first decision (no assignment line)"
+        end = watcher.end_ts() if watcher.decided else None
+        inputs = len(produced.ids)
+        done_count = inputs if outcome.status == "done" else watcher.decided
+        seconds = end - start if end is not None and start is not None else None
+        first = watcher.first_decided_at
+        seconds_first = end - first if end is not None and first is not None else None
+        usage: dict[str, Any] | None = None
+        if watcher.usage_topic is not None:
+            usage = {
+                "caught_up": watcher.usage_caught_up(),
+                "aggregates_read": watcher.usage_records,
+                "room_aggregates": len(watcher.usage_latest),
+                "sums": {k: watcher.usage_sums[k] for k in sorted(watcher.usage_sums)},
+                "implied_by_decisions": {k: watcher.implied[k] for k in sorted(watcher.implied)},
+            }
+        return RunResult(
+            label=label,
+            target=target,
+            backend=backend,
+            rooms=len(rooms),
+            inputs=inputs,
+            input_kinds=produced.kinds,
+            produce_s=round(produced.seconds, 2),
+            status=outcome.status,
+            detail=outcome.detail or watcher.progress(),
+            decided=watcher.decided,
+            start_source=source,
+            seconds=_round(seconds, 3),
+            rate=_rate(done_count, seconds),
+            seconds_from_first_decision=_round(seconds_first, 3),
+            rate_from_first_decision=_rate(done_count, seconds_first),
+            launched_to_start_s=_round(start - child.launched_at if start else None, 2),
+            decisions=dict(sorted(watcher.kinds.items())),
+            usage=usage,
+            duplicates=watcher.duplicates,
+            rss_mib=rss,
+            stopped=stopped,
+            log_tail="" if outcome.status == "done" else child.tail(15),
+        )
+    finally:
+        if child is not None:
+            child.stop()
+        await watcher.stop()
+        await delete_topics(ctx.base.bootstrap, names)
+        if pg_name is not None and ctx.pg is not None:
+            await ctx.pg.drop(pg_name)
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _rate(count: int, seconds: float | None) -> float | None:
+    if seconds is None or seconds <= 0 or count == 0:
+        return None
+    return round(count / seconds, 1)
