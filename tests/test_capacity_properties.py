@@ -5,12 +5,15 @@ get a random mix of bookings, cancels, enrollments, check-ins and check-outs,
 clock ticks, capacity changes and reconfigurations over a couple of days in
 Asia/Seoul, with ``now`` moving forward. Inputs for a room nobody configured
 (``nowhere``) are mixed in. After every input the invariants below must hold.
+
+At the end, the fast ways the rules answer (conflicting bookings in one sweep, the index
+of holds by start) are checked against their plain quadratic definitions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 from uuid import UUID, uuid4
@@ -19,7 +22,18 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.capacity import Policy, Room, Unprocessable, decide, max_concurrent
+from domain.capacity import (
+    Booking,
+    Hold,
+    Policy,
+    Room,
+    Session,
+    Unprocessable,
+    conflicting_bookings,
+    decide,
+    max_concurrent,
+)
+from domain.capacity.holds import Overlaps, Overload
 from domain.rebuild import apply as rebuild
 from domain.rebuild import comparable
 from schemas.decisions import (
@@ -501,3 +515,219 @@ def test_enrollments_and_cancels_fill_seats_first_come_first_served(
             assert all(e.party_size > free for e in session.waitlist)
         else:
             assert promoted == []
+
+
+# --- conflicting bookings and the hold index, against their plain definitions -----------
+
+HALF_HOUR = timedelta(minutes=30)
+
+
+def conflicting_bookings_reference(room: Room, now: datetime) -> list[str]:
+    """``conflicting_bookings`` as first written: quadratic, but plainly the rule."""
+    conflicts: list[str] = []
+    holds = room.holds()
+    for booking in sorted(room.bookings.values(), key=lambda b: (b.starts_at, b.booking_id)):
+        if not booking.holds_room or booking.ends_at <= now:
+            continue
+        if not room.within_opening_hours(booking.starts_at, booking.ends_at):
+            conflicts.append(booking.booking_id)
+            continue
+        others = [h for h in holds if h.ident != booking.booking_id]
+        if booking.party_size > room.capacity:
+            conflicts.append(booking.booking_id)
+        elif room.booking_mode == "shared":
+            if max_concurrent(holds, booking.starts_at, booking.ends_at) > room.capacity:
+                conflicts.append(booking.booking_id)
+        elif any(h.overlaps(booking.starts_at, booking.ends_at) for h in others):
+            conflicts.append(booking.booking_id)
+    return conflicts
+
+
+@st.composite
+def moments(draw: st.DrawFn) -> datetime:
+    """A half hour from 07:00 to 17:00, mostly on one day so that edges often coincide;
+    in Seoul time or in UTC."""
+    day = draw(st.sampled_from([0, 0, 0, 1]))
+    at = DAY0 + timedelta(days=day, hours=7) + draw(st.integers(0, 20)) * HALF_HOUR
+    return at.astimezone(UTC) if draw(st.booleans()) else at
+
+
+def minutes(count: int) -> timedelta:
+    return timedelta(minutes=count)
+
+
+lengths = st.integers(1, 8).map(lambda halves: halves * HALF_HOUR)
+statuses = st.sampled_from(["confirmed", "confirmed", "cancelled", "released"])
+
+
+@st.composite
+def small_rooms(draw: st.DrawFn) -> Room:
+    """A room in any state, not only states the rules reach: overlaps, overbooking, ..."""
+    room = Room(
+        "r",
+        "mapo-1",
+        "r",
+        capacity=draw(st.integers(1, 8)),
+        booking_mode=draw(st.sampled_from(["shared", "exclusive"])),
+        opens=draw(st.sampled_from(["00:00", "08:00", "09:00"])),
+        closes=draw(st.sampled_from(["18:00", "22:00", "24:00"])),
+        timezone="Asia/Seoul",
+    )
+    # "session:s0" is a valid booking id, and so is the ident of session s0's hold.
+    ids = st.sampled_from([*BOOKING_IDS, "session:s0", "session:s1"])
+    for booking_id in draw(st.lists(ids, unique=True, max_size=10)):
+        starts = draw(moments())
+        room.bookings[booking_id] = Booking(
+            booking_id,
+            draw(members),
+            draw(parties),
+            starts,
+            starts + draw(lengths),
+            status=draw(statuses),
+            checked_in=draw(st.booleans()),
+        )
+    for session_id in draw(st.lists(st.sampled_from(["s0", "s1", "s2"]), unique=True)):
+        starts = draw(moments())
+        room.sessions[session_id] = Session(
+            session_id, "스마트폰 교실", starts, starts + draw(lengths), draw(st.integers(1, 6))
+        )
+    return room
+
+
+@settings(max_examples=300, deadline=None)
+@given(room=small_rooms(), now=moments())
+def test_conflicting_bookings_agree_with_their_quadratic_definition(
+    room: Room, now: datetime
+) -> None:
+    assert conflicting_bookings(room, now) == conflicting_bookings_reference(room, now)
+
+
+@st.composite
+def some_holds(draw: st.DrawFn) -> list[Hold]:
+    """Holds with distinct idents but, maybe, two sharing one (a booking ``session:x``
+    and session x's hold, the most a room can have)."""
+    idents = draw(st.lists(st.sampled_from(BOOKING_IDS), unique=True, max_size=8))
+    if idents and draw(st.booleans()):
+        idents.append(idents[0])
+    found: list[Hold] = []
+    for ident in idents:
+        starts = draw(moments())
+        found.append(Hold(ident, draw(st.integers(1, 4)), starts, starts + draw(lengths)))
+    return draw(st.permutations(found))
+
+
+@settings(max_examples=300, deadline=None)
+@given(holds=some_holds(), capacity=st.integers(0, 8), starts_at=moments(), length=lengths)
+def test_the_sweeps_agree_with_max_concurrent_and_overlaps(
+    holds: list[Hold], capacity: int, starts_at: datetime, length: timedelta
+) -> None:
+    ends_at = starts_at + length
+    overloaded = max_concurrent(holds, starts_at, ends_at) > capacity
+    assert Overload(holds, capacity).during(starts_at, ends_at) == overloaded
+    overlaps = Overlaps(holds)
+    for ident in {"nobody", *(h.ident for h in holds)}:
+        others = [h for h in holds if h.ident != ident]
+        expected = any(h.overlaps(starts_at, ends_at) for h in others)
+        assert overlaps.besides(ident, starts_at, ends_at) == expected
+
+
+def test_a_booking_named_like_a_sessions_hold_is_judged_as_the_definition_does() -> None:
+    """``session:s0`` is a valid booking id, and the ident of session s0's hold: the rule
+    leaves both out when asking whether other holds overlap that booking."""
+    room = Room("r", "mapo-1", "r", 8, "exclusive", "00:00", "24:00", "Asia/Seoul")
+    at = DAY0 + timedelta(hours=10)
+    room.bookings["session:s0"] = Booking("session:s0", "m1", 1, at, at + timedelta(hours=2))
+    room.sessions["s0"] = Session("s0", "스마트폰 교실", at, at + timedelta(hours=3), 4)
+    room.bookings["b0"] = Booking("b0", "m2", 1, at + timedelta(hours=1), at + minutes(90))
+    assert conflicting_bookings_reference(room, at) == ["session:s0", "b0"]
+    assert conflicting_bookings(room, at) == ["session:s0", "b0"]
+
+
+index_ops = st.one_of(
+    st.tuples(st.just("book"), moments(), lengths, parties, st.none() | picks),
+    st.tuples(st.just("schedule"), moments(), lengths, st.integers(1, 6)),
+    st.tuples(st.just("cancel"), picks),
+    st.tuples(st.just("check_in"), picks),
+    st.tuples(st.just("overwrite"), moments(), lengths, picks),
+    st.tuples(st.just("overwrite_session"), moments(), lengths, picks),
+    st.tuples(st.just("plain_dicts")),
+    st.tuples(st.just("from_json")),
+    st.tuples(st.just("release"), moments(), st.sampled_from([0, 15, 60]).map(minutes)),
+    st.tuples(st.just("forget"), moments()),
+)
+probes = st.lists(
+    st.tuples(moments(), lengths, st.sampled_from([-15, 0, 15, 30]).map(minutes)),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(room=small_rooms(), changes=st.lists(st.tuples(index_ops, probes), max_size=25))
+def test_the_hold_index_answers_as_a_scan_of_every_hold(
+    room: Room, changes: list[tuple[tuple[Any, ...], list[tuple[datetime, timedelta, timedelta]]]]
+) -> None:
+    """Holds overlapping an interval, bookings and sessions under way, no-shows and pruning,
+    through changes made by the rules and behind the room's back (as ``domain.rebuild`` does)."""
+    for n, ((kind, *args), questions) in enumerate(changes):
+        bookings = list(room.bookings.values())
+        match kind:
+            case "book":
+                starts, length, party, pick = args
+                # Rules add only new ids; a known one replaces that booking.
+                booking_id = f"n{n}"
+                if pick is not None and bookings:
+                    booking_id = bookings[pick % len(bookings)].booking_id
+                room.add_booking(Booking(booking_id, "m1", party, starts, starts + length))
+            case "schedule":
+                starts, length, seats = args
+                room.add_session(Session(f"n{n}", "교실", starts, starts + length, seats))
+            case "cancel" if bookings:
+                bookings[args[0] % len(bookings)].status = "cancelled"
+            case "check_in" if bookings:
+                bookings[args[0] % len(bookings)].checked_in = True
+            case "overwrite":
+                starts, length, pick = args
+                booking_id = bookings[pick % len(bookings)].booking_id if bookings else "w"
+                room.bookings[booking_id] = Booking(booking_id, "m2", 1, starts, starts + length)
+            case "overwrite_session":
+                starts, length, pick = args
+                sessions = list(room.sessions) or ["w"]
+                session_id = sessions[pick % len(sessions)]
+                room.sessions[session_id] = Session(session_id, "교실", starts, starts + length, 2)
+            case "plain_dicts":
+                room.bookings, room.sessions = dict(room.bookings), dict(room.sessions)
+            case "from_json":
+                room = Room.from_json(room.to_json())
+            case "release":
+                at, grace = args
+                due = sorted(
+                    (
+                        b
+                        for b in bookings
+                        if b.holds_room and not b.checked_in and b.starts_at + grace <= at
+                    ),
+                    key=lambda b: (b.starts_at, b.booking_id),
+                )
+                assert room.release_no_shows(at, grace) == due
+                assert all(b.status == "released" for b in due)
+            case "forget":
+                (horizon,) = args
+                kept_bookings = [b for b in bookings if b.ends_at > horizon]
+                kept_sessions = [s for s in room.sessions.values() if s.ends_at > horizon]
+                room.forget_ended(horizon)
+                assert list(room.bookings.values()) == kept_bookings
+                assert list(room.sessions.values()) == kept_sessions
+        for at, length, early in questions:
+            holds = room.holds()
+            assert room.holds_overlapping(at, at + length) == [
+                h for h in holds if h.overlaps(at, at + length)
+            ]
+            assert room.active_bookings(at, early) == [
+                b
+                for b in room.bookings.values()
+                if b.holds_room and b.starts_at - early <= at < b.ends_at
+            ]
+            assert room.active_sessions(at, early) == [
+                s for s in room.sessions.values() if s.starts_at - early <= at < s.ends_at
+            ]

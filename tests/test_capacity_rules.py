@@ -355,6 +355,34 @@ def test_capacity_change_lists_shared_bookings_whose_concurrency_exceeds_capacit
     assert conflicting_bookings(room, NOW) == ["a", "b"]
 
 
+def test_capacity_change_in_a_shared_room_with_ten_thousand_future_bookings() -> None:
+    """City scale: five hours a day for 1000 days booked twice, then the capacity lowered.
+
+    Each hour has a party from :00 and one from :30, back to back with the next hour, so
+    the two conflict exactly when together they exceed the new capacity.
+    (How long this takes is measured by ``make bench``, not here.)
+    """
+    room = lounge(10)
+    expected: list[str] = []
+    for day in range(1000):
+        for hour in range(5):
+            starts = NOW + timedelta(days=1 + day, hours=2 + hour)
+            first, second = 1 + (day + hour) % 4, 1 + (7 * day + 3 * hour) % 5
+            ids = (f"d{day:04d}-h{hour}-a", f"d{day:04d}-h{hour}-b")
+            book(room, ids[0], party=first, start=starts, end=starts + timedelta(hours=1))
+            halfway = starts + timedelta(minutes=30)
+            book(room, ids[1], party=second, start=halfway, end=starts + timedelta(hours=1))
+            if first + second > 6:
+                expected.extend(ids)
+    assert len(room.bookings) == 10_000 and 0 < len(expected) < 10_000
+
+    decision = only(room, capacity_changed(6, room_id="lounge"), CapacityChanged)
+    assert decision.conflicting_booking_ids == expected
+    # A tick with nothing to release or forget decides nothing and keeps every booking.
+    assert run(room, tick(NOW + timedelta(minutes=1), "lounge"), NOW + timedelta(minutes=1)) == []
+    assert len(room.bookings) == 10_000
+
+
 def test_capacity_change_of_an_unknown_room_is_unprocessable() -> None:
     with pytest.raises(Unprocessable, match=r"room\.configured"):
         decide(None, capacity_changed(5), NOW)

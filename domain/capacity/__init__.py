@@ -1,0 +1,49 @@
+"""The capacity rules: one room's state and every decision about it.
+
+Plain Python, no Kafka and no SQL, so the rules can be tested fast and
+exhaustively. ``decide`` takes a room, one input event and the time it is decided
+and returns the decisions it causes; the caller stores the new state and the
+decisions together. The rules are written down in ``docs/rules.md``.
+
+One module per concept:
+
+- ``room``: the state (``Room``, ``Booking``, ``Session``, JSON), opening hours, and the
+  questions about holds, answered through an index by start;
+- ``holds``: intervals that hold the room and the sorted/sweep algorithms over them;
+- ``decider``: decision ids and common fields, ``Unprocessable``;
+- ``dispatch``: ``decide``, routing each input to one of
+- ``configuration`` (configure, capacity changes, conflicting bookings), ``bookings``,
+  ``sessions`` (sessions, enrollments, waitlist), ``checkins`` and ``clock`` (ticks).
+"""
+
+from domain.capacity.configuration import configure, conflicting_bookings
+from domain.capacity.decider import Unprocessable
+from domain.capacity.dispatch import decide
+from domain.capacity.holds import Hold, max_concurrent
+from domain.capacity.room import (
+    KEEP_HISTORY,
+    Booking,
+    Enrollment,
+    HoldProblem,
+    Policy,
+    Room,
+    Session,
+    zone,
+)
+
+__all__ = [
+    "KEEP_HISTORY",
+    "Booking",
+    "Enrollment",
+    "Hold",
+    "HoldProblem",
+    "Policy",
+    "Room",
+    "Session",
+    "Unprocessable",
+    "configure",
+    "conflicting_bookings",
+    "decide",
+    "max_concurrent",
+    "zone",
+]

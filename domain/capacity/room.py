@@ -1,0 +1,430 @@
+"""A room: its rules, its state, and the questions the rules ask about them.
+
+``Room`` is the aggregate every decision goes through, and what the room authority
+stores (``to_json``/``from_json``: that format is in databases, it does not change).
+Besides its state a room keeps an index of its bookings and sessions by start
+(``_HoldIndex``), so that finding the holds that overlap a new booking, the bookings
+under way at the door or the no-shows to release does not scan every future booking.
+The index is derived from the state: it is never stored, built on first use (after
+``from_json`` or a copy) and rebuilt whenever the bookings or sessions were changed
+other than through the room's methods (as ``domain.rebuild`` and tests do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from heapq import heapify, heappop, heappush
+from typing import Any, Literal, Self, TypeVar
+from zoneinfo import ZoneInfo
+
+from domain.capacity.holds import Hold, StartIndex, max_concurrent
+from schemas.common import parse_hhmm
+from schemas.inputs import BookingMode
+
+KEEP_HISTORY = timedelta(days=2)
+"""Bookings and sessions that ended longer ago than this are dropped from the state."""
+
+HoldProblem = Literal["in_the_past", "outside_opening_hours", "over_capacity", "overlap"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Tunables of the rules; defaults match the contract."""
+
+    no_show_grace: timedelta = timedelta(minutes=15)
+    early_arrival: timedelta = timedelta(minutes=15)
+    late_tolerance: timedelta = timedelta(minutes=10)
+
+
+@lru_cache(maxsize=64)
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@dataclass
+class Booking:
+    booking_id: str
+    member_id: str
+    party_size: int
+    starts_at: datetime
+    ends_at: datetime
+    status: Literal["confirmed", "cancelled", "released"] = "confirmed"
+    checked_in: bool = False
+
+    @property
+    def holds_room(self) -> bool:
+        return self.status == "confirmed"
+
+
+@dataclass
+class Enrollment:
+    member_id: str
+    party_size: int
+
+
+@dataclass
+class Session:
+    session_id: str
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+    capacity: int
+    enrolled: list[Enrollment] = field(default_factory=list)
+    waitlist: list[Enrollment] = field(default_factory=list)
+
+    @property
+    def seats_taken(self) -> int:
+        return sum(e.party_size for e in self.enrolled)
+
+    def find(self, member_id: str) -> tuple[list[Enrollment], Enrollment] | None:
+        for queue in (self.enrolled, self.waitlist):
+            for enrollment in queue:
+                if enrollment.member_id == member_id:
+                    return queue, enrollment
+        return None
+
+
+def _booking_hold(booking: Booking) -> Hold:
+    return Hold(booking.booking_id, booking.party_size, booking.starts_at, booking.ends_at)
+
+
+def _session_hold(session: Session) -> Hold:
+    return Hold(
+        f"session:{session.session_id}", session.capacity, session.starts_at, session.ends_at
+    )
+
+
+_V = TypeVar("_V")
+
+
+class _Tracked(dict[str, _V]):
+    """A dict that counts the changes made to it, so the room's index notices them.
+
+    It is equal to, and printed like, a plain dict with the same items.
+    """
+
+    changes = 0
+
+    def __setitem__(self, key: str, value: _V) -> None:
+        self.changes += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.changes += 1
+        super().__delitem__(key)
+
+    def __ior__(self, other: Any) -> Self:  # type: ignore[override,misc]  # as in typeshed
+        self.changes += 1
+        return super().__ior__(other)
+
+    def clear(self) -> None:
+        self.changes += 1
+        super().clear()
+
+    def pop(self, *args: Any) -> Any:
+        self.changes += 1
+        return super().pop(*args)
+
+    def popitem(self) -> tuple[str, _V]:
+        self.changes += 1
+        return super().popitem()
+
+    def setdefault(self, *args: Any) -> Any:
+        self.changes += 1
+        return super().setdefault(*args)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.changes += 1
+        super().update(*args, **kwargs)
+
+
+class _HoldIndex:
+    """A room's bookings and sessions by start, and its bookings that may still be no-shows.
+
+    Valid while the room's two dicts are the ones it was built from, changed only through
+    the room's methods since. It needs no bookkeeping for status changes: a booking's and
+    a session's times never change, and a booking checked in, cancelled or released never
+    goes back to holding the room unattended.
+    """
+
+    def __init__(self, bookings: _Tracked[Booking], sessions: _Tracked[Session]) -> None:
+        self.dicts = (bookings, sessions)
+        self.bookings = StartIndex(bookings.values())
+        self.sessions = StartIndex(sessions.values())
+        self.unattended = [
+            (b.starts_at, b.booking_id, n, b)
+            for n, b in enumerate(bookings.values())
+            if b.holds_room and not b.checked_in
+        ]
+        """Heap by (starts_at, booking_id) of the bookings that may still become no-shows."""
+        heapify(self.unattended)
+        self._added = len(bookings)
+        self.caught_up()
+
+    def caught_up(self) -> None:
+        """Mark the room's dicts as they are now as indexed."""
+        bookings, sessions = self.dicts
+        self.changes = (bookings.changes, sessions.changes)
+
+    def describes(self, bookings: _Tracked[Booking], sessions: _Tracked[Session]) -> bool:
+        return (
+            self.dicts[0] is bookings
+            and self.dicts[1] is sessions
+            and self.changes == (bookings.changes, sessions.changes)
+        )
+
+    def add_booking(self, booking: Booking) -> None:
+        self.bookings.add(booking)
+        if booking.holds_room and not booking.checked_in:
+            self._added += 1
+            heappush(self.unattended, (booking.starts_at, booking.booking_id, self._added, booking))
+        self.caught_up()
+
+    def add_session(self, session: Session) -> None:
+        self.sessions.add(session)
+        self.caught_up()
+
+
+@dataclass
+class Room:
+    """One room's rules and state; the aggregate every decision about the room goes through."""
+
+    room_id: str
+    center_id: str
+    name: str
+    capacity: int
+    booking_mode: BookingMode
+    opens: str
+    closes: str
+    timezone: str
+    occupancy: int = 0
+    bookings: dict[str, Booking] = field(default_factory=_Tracked)
+    sessions: dict[str, Session] = field(default_factory=_Tracked)
+    last_closing: datetime | None = None
+    """The last closing time at which everyone still inside was checked out."""
+    _held: _HoldIndex | None = field(default=None, init=False, repr=False, compare=False)
+    """Derived from ``bookings`` and ``sessions`` on demand; not part of the state."""
+
+    def __post_init__(self) -> None:
+        self._tracked()
+
+    # --- opening hours --------------------------------------------------------------------
+
+    def local(self, instant: datetime) -> datetime:
+        return instant.astimezone(zone(self.timezone))
+
+    def opening_window(self, day: date) -> tuple[datetime, datetime]:
+        tz = zone(self.timezone)
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+        opens = midnight + timedelta(minutes=parse_hhmm(self.opens))
+        closes = midnight + timedelta(minutes=parse_hhmm(self.closes))
+        # Re-anchor through the zone so a DST shift inside the day is honoured.
+        return opens.astimezone(tz), closes.astimezone(tz)
+
+    def is_open(self, instant: datetime) -> bool:
+        opens, closes = self.opening_window(self.local(instant).date())
+        return opens <= instant < closes
+
+    def within_opening_hours(self, starts_at: datetime, ends_at: datetime) -> bool:
+        opens, closes = self.opening_window(self.local(starts_at).date())
+        return opens <= starts_at and ends_at <= closes
+
+    def latest_closing(self, instant: datetime) -> datetime:
+        """The most recent closing time at or before ``instant``."""
+        day = self.local(instant).date()
+        _, closes = self.opening_window(day)
+        if closes <= instant:
+            return closes
+        return self.opening_window(day - timedelta(days=1))[1]
+
+    # --- holds ----------------------------------------------------------------------------
+
+    def holds(self, *, exclude: str | None = None) -> list[Hold]:
+        """Every hold of the room: confirmed bookings, then sessions."""
+        holds = [
+            _booking_hold(b)
+            for b in self.bookings.values()
+            if b.holds_room and b.booking_id != exclude
+        ]
+        holds.extend(_session_hold(s) for s in self.sessions.values() if s.session_id != exclude)
+        return holds
+
+    def holds_overlapping(self, starts_at: datetime, ends_at: datetime) -> list[Hold]:
+        """The holds overlapping ``[starts_at, ends_at)``, found through the index."""
+        index = self._index()
+        holds = [
+            _booking_hold(b) for b in index.bookings.overlapping(starts_at, ends_at) if b.holds_room
+        ]
+        holds.extend(_session_hold(s) for s in index.sessions.overlapping(starts_at, ends_at))
+        return holds
+
+    def fits(
+        self, persons: int, starts_at: datetime, ends_at: datetime
+    ) -> Literal["over_capacity", "overlap"] | None:
+        """Why an interval holding ``persons`` cannot be confirmed, or None if it can."""
+        if persons > self.capacity:
+            return "over_capacity"
+        holds = self.holds_overlapping(starts_at, ends_at)
+        if self.booking_mode == "exclusive":
+            return "overlap" if holds else None
+        if max_concurrent(holds, starts_at, ends_at) + persons > self.capacity:
+            return "over_capacity"
+        return None
+
+    def hold_problem(
+        self, persons: int, starts_at: datetime, ends_at: datetime, now: datetime
+    ) -> HoldProblem | None:
+        """Why a new hold of the room (a booking or a session) cannot be confirmed, or None."""
+        if starts_at < now:
+            return "in_the_past"
+        if not self.within_opening_hours(starts_at, ends_at):
+            return "outside_opening_hours"
+        return self.fits(persons, starts_at, ends_at)
+
+    def active_bookings(self, instant: datetime, early: timedelta) -> list[Booking]:
+        """Confirmed bookings under way at ``instant``, or starting within ``early`` of it."""
+        return [b for b in self._index().bookings.under_way(instant, early) if b.holds_room]
+
+    def active_sessions(self, instant: datetime, early: timedelta) -> list[Session]:
+        """Sessions under way at ``instant``, or starting within ``early`` of it."""
+        return self._index().sessions.under_way(instant, early)
+
+    # --- changes the index follows --------------------------------------------------------
+
+    def add_booking(self, booking: Booking) -> None:
+        index = self._index()
+        new = booking.booking_id not in self.bookings
+        self.bookings[booking.booking_id] = booking
+        if new:  # (one replaced leaves the index behind: it is rebuilt when next needed)
+            index.add_booking(booking)
+
+    def add_session(self, session: Session) -> None:
+        index = self._index()
+        new = session.session_id not in self.sessions
+        self.sessions[session.session_id] = session
+        if new:
+            index.add_session(session)
+
+    def release_no_shows(self, at: datetime, grace: timedelta) -> list[Booking]:
+        """Release the confirmed bookings nobody checked in for by ``starts_at + grace``.
+
+        Returns them by (starts_at, booking_id). Only the bookings whose grace period is
+        over are looked at, each once: a tick with nothing to release costs O(1).
+        """
+        index = self._index()
+        released: list[Booking] = []
+        waiting = index.unattended
+        while waiting and waiting[0][0] + grace <= at:
+            booking = heappop(waiting)[-1]
+            if (
+                booking.holds_room
+                and not booking.checked_in
+                and self.bookings.get(booking.booking_id) is booking
+            ):
+                booking.status = "released"
+                released.append(booking)
+        return released
+
+    def forget_ended(self, horizon: datetime) -> None:
+        """Drop the bookings and sessions that ended at or before ``horizon``."""
+        index = self._index()
+        for booking in index.bookings.pop_ended(horizon):
+            del self.bookings[booking.booking_id]
+        for session in index.sessions.pop_ended(horizon):
+            del self.sessions[session.session_id]
+        index.caught_up()
+
+    def _tracked(self) -> tuple[_Tracked[Booking], _Tracked[Session]]:
+        """The room's dicts, made to count their changes if a plain dict was given."""
+        bookings, sessions = self.bookings, self.sessions
+        if not isinstance(bookings, _Tracked):
+            bookings = self.bookings = _Tracked(bookings)
+        if not isinstance(sessions, _Tracked):
+            sessions = self.sessions = _Tracked(sessions)
+        return bookings, sessions
+
+    def _index(self) -> _HoldIndex:
+        bookings, sessions = self._tracked()
+        index = self._held
+        if index is None or not index.describes(bookings, sessions):
+            index = self._held = _HoldIndex(bookings, sessions)
+        return index
+
+    # --- serialisation --------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        def booking(b: Booking) -> dict[str, Any]:
+            return {
+                "booking_id": b.booking_id,
+                "member_id": b.member_id,
+                "party_size": b.party_size,
+                "starts_at": b.starts_at.isoformat(),
+                "ends_at": b.ends_at.isoformat(),
+                "status": b.status,
+                "checked_in": b.checked_in,
+            }
+
+        def session(s: Session) -> dict[str, Any]:
+            return {
+                "session_id": s.session_id,
+                "title": s.title,
+                "starts_at": s.starts_at.isoformat(),
+                "ends_at": s.ends_at.isoformat(),
+                "capacity": s.capacity,
+                "enrolled": [[e.member_id, e.party_size] for e in s.enrolled],
+                "waitlist": [[e.member_id, e.party_size] for e in s.waitlist],
+            }
+
+        return {
+            "room_id": self.room_id,
+            "center_id": self.center_id,
+            "name": self.name,
+            "capacity": self.capacity,
+            "booking_mode": self.booking_mode,
+            "opens": self.opens,
+            "closes": self.closes,
+            "timezone": self.timezone,
+            "occupancy": self.occupancy,
+            "bookings": [booking(b) for b in self.bookings.values()],
+            "sessions": [session(s) for s in self.sessions.values()],
+            "last_closing": self.last_closing.isoformat() if self.last_closing else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Room:
+        ts = datetime.fromisoformat
+        room = cls(
+            room_id=data["room_id"],
+            center_id=data["center_id"],
+            name=data["name"],
+            capacity=data["capacity"],
+            booking_mode=data["booking_mode"],
+            opens=data["opens"],
+            closes=data["closes"],
+            timezone=data["timezone"],
+            occupancy=data["occupancy"],
+            last_closing=ts(data["last_closing"]) if data["last_closing"] else None,
+        )
+        for b in data["bookings"]:
+            room.bookings[b["booking_id"]] = Booking(
+                booking_id=b["booking_id"],
+                member_id=b["member_id"],
+                party_size=b["party_size"],
+                starts_at=ts(b["starts_at"]),
+                ends_at=ts(b["ends_at"]),
+                status=b["status"],
+                checked_in=b["checked_in"],
+            )
+        for s in data["sessions"]:
+            room.sessions[s["session_id"]] = Session(
+                session_id=s["session_id"],
+                title=s["title"],
+                starts_at=ts(s["starts_at"]),
+                ends_at=ts(s["ends_at"]),
+                capacity=s["capacity"],
+                enrolled=[Enrollment(m, p) for m, p in s["enrolled"]],
+                waitlist=[Enrollment(m, p) for m, p in s["waitlist"]],
+            )
+        return room
