@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -90,6 +91,10 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         print(f"error: unknown part(s) {sorted(unknown)}; choose from {PARTS}", file=sys.stderr)
         return 2
+    if args.only is None and settings.run_processes == "per-role":
+        from entrypoints.supervisor import roles_for, supervise
+
+        return supervise(roles_for(parts), args.log_level)
     asyncio.run(serve(settings, parts))
     return 0
 
@@ -266,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="room authority, outbox relay, clock and statistics")
     run.add_argument("--only", help="comma-separated parts: authority,relay,clock,statistics")
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-level", default=os.environ.get("SPACES_LOG_LEVEL", "INFO"))
     run.set_defaults(func=cmd_run)
 
     kiosk = sub.add_parser("kiosk", help="a kiosk at the door")

@@ -87,10 +87,11 @@ class Services:
         if "clock" in self.parts:
             clock = Clock(self.settings, db)
             await clock.start()
-            if "statistics" in self.parts:
-                from consumers.statistics import schedule_month_close
+            # The month close needs only the database: it runs wherever the clock runs,
+            # also when the statistics consumer is a process of its own.
+            from consumers.statistics import schedule_month_close
 
-                schedule_month_close(clock.scheduler, self.settings, db)
+            schedule_month_close(clock.scheduler, self.settings, db)
         reporter = asyncio.create_task(report_metrics(self.stop))
         try:
             waiter: asyncio.Future[Any] = asyncio.ensure_future(

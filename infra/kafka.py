@@ -35,6 +35,9 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "enable_idempotence": True,
         "linger_ms": 2,
         "request_timeout_ms": 30000,
+        # Batches of up to 256 KiB per partition (aiokafka's default is 16 KiB): a relay
+        # publishing a few hundred rows sends one request, not dozens.
+        "max_batch_size": 256 * 1024,
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)

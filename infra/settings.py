@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     the input's ``occurred_at``, to replay or simulate history (the demo's months)."""
 
     # Consumers.
+    run_processes: Literal["one", "per-role"] = "per-role"
+    """``spaces run`` without ``--only``: every part in one process, or the room authority
+    (with relay and clock) and the statistics each in a process of its own (two cores)."""
     authority_group: str = "room-authority"
     statistics_group: str = "usage-statistics"
     batch_max_records: int = Field(default=500, ge=1)
