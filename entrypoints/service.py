@@ -75,7 +75,7 @@ class Services:
                 LoopOptions(
                     group_id=self.settings.statistics_group,
                     topics=(self.settings.topics.decisions,),
-                    max_records=self.settings.batch_max_records,
+                    max_records=self.settings.statistics_batch_max_records,
                     timeout_ms=self.settings.batch_timeout_ms,
                 ),
                 outbox_written,

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 from sqlalchemy import (
     JSON,
@@ -396,6 +396,7 @@ class Database:
         self.engine = make_engine(settings)
         self._sqlite = is_sqlite(settings.database_url)
         self._writer = asyncio.Lock()
+        self._lock_file: TextIO | None = None
         # SQLite writers begin IMMEDIATE (the write lock up front); reads go through an
         # engine whose transactions never take it, so the relay's polling and the clock
         # never wait for a consumer's batch, nor make it wait.
@@ -403,12 +404,28 @@ class Database:
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
-        """Held around every write transaction on SQLite; a no-op on PostgreSQL."""
+        """Held around every write transaction on SQLite; a no-op on PostgreSQL.
+
+        In the process, an asyncio lock; across processes (``spaces run`` runs the
+        statistics apart), a file lock taken in a thread: the kernel hands it over the
+        moment it is released, where SQLite's own busy handler polls with sleeps of up
+        to 100 ms.
+        """
         if not self._sqlite:
             yield
             return
         async with self._writer:
-            yield
+            if self._lock_file is None:
+                database = make_url(self.settings.database_url).database or "spaces"
+                path = Path(f"{database}.writer.lock")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._lock_file = path.open("a")  # noqa: ASYNC230 - once per process
+            handle = self._lock_file
+            await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     async def migrate(self) -> None:
         async with self.writing():
@@ -524,6 +541,9 @@ class Database:
         return int(getattr(ids, "rowcount", 0)), int(getattr(rows, "rowcount", 0))
 
     async def dispose(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
         await self.engine.dispose()
         if self.reader is not self.engine:
             await self.reader.dispose()

@@ -78,7 +78,11 @@ class Settings(BaseSettings):
     (with relay and clock) and the statistics each in a process of its own (two cores)."""
     authority_group: str = "room-authority"
     statistics_group: str = "usage-statistics"
-    batch_max_records: int = Field(default=500, ge=1)
+    batch_max_records: int = Field(default=1000, ge=1)
+    """Inputs the room authority decides in one transaction at most."""
+    statistics_batch_max_records: int = Field(default=2000, ge=1)
+    """Decisions the statistics fold in one transaction at most: a larger batch sends each
+    changed monthly aggregate once for more decisions."""
     state_cache_size: int = Field(default=50_000, ge=1)
     """States (rooms, room usage) a consumer keeps in memory between batches."""
     batch_timeout_ms: int = Field(default=100, ge=1)
