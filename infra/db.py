@@ -206,9 +206,12 @@ class StoredState:
 class UnitOfWork:
     """One database transaction: states, processed inputs and outbox rows together.
 
-    Rows are collected while a batch is decided and written with one bulk statement
-    per table when the unit of work commits (``flush``): per-row ORM objects cost
-    more than the decisions themselves.
+    Reads go through ``session`` while the batch is decided; every write is collected
+    and made when the unit of work commits (``flush``), with one bulk statement per
+    table (per-row ORM objects cost more than the decisions themselves). On SQLite
+    the reads happen outside the write lock, so the lock is held only for the writes
+    (a batch's deciding never makes another consumer wait); the writes are checked
+    (state versions, unique ids) so a read that went stale meanwhile fails the commit.
     """
 
     def __init__(self, session: AsyncSession, consumer: str) -> None:
@@ -217,6 +220,9 @@ class UnitOfWork:
         self._sqlite = session.bind.dialect.name == "sqlite"
         self._processed: list[dict[str, Any]] = []
         self._outbox: list[dict[str, Any]] = []
+        self._states: list[tuple[type[RoomRow] | type[UsageStateRow], list[dict[str, Any]]]] = []
+        self._usage: list[dict[str, Any]] = []
+        self._objects: list[Base] = []
         self.published = 0
         """Outbox rows this unit of work added."""
 
@@ -269,7 +275,7 @@ class UnitOfWork:
         return {row.room_id: row for row in rows}
 
     def add_room(self, row: RoomRow) -> None:
-        self.session.add(row)
+        self._objects.append(row)
 
     async def load_states(
         self, table: type[RoomRow] | type[UsageStateRow], ids: Iterable[str], *, lock: bool
@@ -300,34 +306,14 @@ class UnitOfWork:
         """Insert or update states, each only if its stored version is ``version - 1``.
 
         Every row carries the table's columns with ``version`` already bumped; for
-        ``rooms``, ``decisions`` is the number this write adds. Raises ``StaleState``
-        when any stored version was not the one expected.
+        ``rooms``, ``decisions`` is the number this write adds. The commit raises
+        ``StaleState`` when any stored version was not the one expected.
         """
-        if not rows:
-            return
-        columns = table.__table__.c
-        key = _state_key(table)
-        dialect_insert = sqlite_insert if self._sqlite else postgresql_insert
-        upsert = dialect_insert(_table(table))
-        changes: dict[str, Any] = {
-            name: upsert.excluded[name] for name in rows[0] if name not in (key.name, "decisions")
-        }
-        if "decisions" in rows[0]:
-            changes["decisions"] = columns.decisions + upsert.excluded.decisions
-        statement = upsert.on_conflict_do_update(
-            index_elements=[key.name],
-            set_=changes,
-            where=columns.version == upsert.excluded.version - 1,
-        ).returning(key)
-        written = 0
-        for start in range(0, len(rows), 500):
-            result = await self.session.execute(statement, rows[start : start + 500])
-            written += len(result.all())
-        if written != len(rows):
-            raise StaleState(f"{len(rows) - written} of {len(rows)} {table.__tablename__} changed")
+        if rows:
+            self._states.append((table, rows))
 
     def add(self, row: Base) -> None:
-        self.session.add(row)
+        self._objects.append(row)
 
     async def upsert_usage(
         self, key: str, scope: str, ident: str, month: str, value: dict[str, Any], final: bool
@@ -348,6 +334,9 @@ class UnitOfWork:
 
     async def upsert_usage_rows(self, rows: list[dict[str, Any]]) -> None:
         """The latest ``usage-monthly`` values, one row per key."""
+        self._usage.extend(rows)
+
+    async def _write_usage(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         insert = sqlite_insert if self._sqlite else postgresql_insert
@@ -357,17 +346,56 @@ class UnitOfWork:
             set_={name: statement.excluded[name] for name in ("value", "final", "updated_at")},
         )
         for start in range(0, len(rows), 500):
-            await self.session.execute(statement, rows[start : start + 500])
+            await session.execute(statement, rows[start : start + 500])
 
-    async def flush(self) -> None:
-        """Write the collected ids and outbox rows (called before the commit)."""
+    async def _write_states(
+        self,
+        session: AsyncSession,
+        table: type[RoomRow] | type[UsageStateRow],
+        rows: list[dict[str, Any]],
+    ) -> None:
+        """The versioned upsert of ``save_states``."""
+        if not rows:
+            return
+        columns = table.__table__.c
+        key = _state_key(table)
+        dialect_insert = sqlite_insert if self._sqlite else postgresql_insert
+        upsert = dialect_insert(_table(table))
+        changes: dict[str, Any] = {
+            name: upsert.excluded[name] for name in rows[0] if name not in (key.name, "decisions")
+        }
+        if "decisions" in rows[0]:
+            changes["decisions"] = columns.decisions + upsert.excluded.decisions
+        statement = upsert.on_conflict_do_update(
+            index_elements=[key.name],
+            set_=changes,
+            where=columns.version == upsert.excluded.version - 1,
+        ).returning(key)
+        written = 0
+        for start in range(0, len(rows), 500):
+            result = await session.execute(statement, rows[start : start + 500])
+            written += len(result.all())
+        if written != len(rows):
+            raise StaleState(f"{len(rows) - written} of {len(rows)} {table.__tablename__} changed")
+
+    async def flush(self, session: AsyncSession) -> None:
+        """Make every collected write in ``session`` (the transaction about to commit)."""
+        for table, rows in self._states:
+            await self._write_states(session, table, rows)
+        await self._write_usage(session, self._usage)
         if self._processed:
-            await self.session.execute(insert(_table(ProcessedInput)), self._processed)
-            self._processed = []
+            await session.execute(insert(_table(ProcessedInput)), self._processed)
         if self._outbox:
-            await self.session.execute(insert(_table(OutboxRow)), self._outbox)
+            await session.execute(insert(_table(OutboxRow)), self._outbox)
             self.published += len(self._outbox)
-            self._outbox = []
+        session.add_all(self._objects)
+        self._states, self._usage, self._processed, self._outbox, self._objects = (
+            [],
+            [],
+            [],
+            [],
+            [],
+        )
 
 
 def _table(model: type[Base]) -> Table:
@@ -433,14 +461,31 @@ class Database:
 
     @asynccontextmanager
     async def unit_of_work(self, consumer: str) -> AsyncIterator[UnitOfWork]:
+        """Reads while inside; the writes commit, all together, on leaving normally.
+
+        PostgreSQL: one transaction (row locks taken by reads are held to the commit).
+        SQLite: the reads see a snapshot and take no lock; the writes are one short
+        transaction under the writer lock.
+        """
+        if not self._sqlite:
+            async with (
+                AsyncSession(self.engine, expire_on_commit=False) as session,
+                session.begin(),
+            ):
+                uow = UnitOfWork(session, consumer)
+                yield uow
+                await uow.flush(session)
+            return
+        async with AsyncSession(self.reader, expire_on_commit=False) as reading:
+            uow = UnitOfWork(reading, consumer)
+            yield uow
+            await reading.rollback()  # ends the read snapshot
         async with (
             self.writing(),
-            AsyncSession(self.engine, expire_on_commit=False) as session,
-            session.begin(),
+            AsyncSession(self.engine, expire_on_commit=False) as writing,
+            writing.begin(),
         ):
-            uow = UnitOfWork(session, consumer)
-            yield uow
-            await uow.flush()
+            await uow.flush(writing)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
