@@ -168,11 +168,17 @@ def make_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
     return engine
 
 
+_MIGRATION_LOCK = 0x5350_4301
+"""PostgreSQL advisory lock key: processes starting together migrate one at a time."""
+
+
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest Alembic revision."""
     from infra.migrations import upgrade_to_head
 
     async with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         await conn.run_sync(upgrade_to_head)
         await conn.commit()
 
