@@ -10,7 +10,10 @@ of the database (``Database.exclusive``); any other relay waits as a standby.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -22,6 +25,8 @@ from infra.settings import Settings
 log = logging.getLogger(__name__)
 HEADER = "spaces-outbox-id"
 BATCH = 500
+IN_FLIGHT = 4
+"""Batches sent and not yet acknowledged, at most."""
 
 
 class OutboxRelay:
@@ -39,12 +44,18 @@ class OutboxRelay:
         return (topics.decisions, topics.occupancy, topics.dead_letters, topics.usage_monthly)
 
     async def recover(self) -> int:
-        """Mark as published the unpublished rows already in the log; returns how many."""
-        pending = await self.db.unpublished(BATCH)
+        """Mark as published the unpublished rows already in the log; returns how many.
+
+        Rows sent but not yet marked are at most ``IN_FLIGHT`` batches plus the one being
+        sent: the oldest that many unpublished rows, found in the last that many records
+        of a partition at most.
+        """
+        unmarked_at_most = BATCH * (IN_FLIGHT + 1)
+        pending = await self.db.unpublished(unmarked_at_most)
         if not pending:
             return 0
         wanted = {row.id for row in pending}
-        found = await self._ids_in_tails(self.output_topics(), depth=BATCH)
+        found = await self._ids_in_tails(self.output_topics(), depth=unmarked_at_most)
         done = sorted(wanted & found)
         await self.db.mark_published(done)
         if done:
@@ -105,33 +116,90 @@ class OutboxRelay:
             await producer.start()
             try:
                 await self.recover()
-                while not stop.is_set():
-                    rows = await self.db.unpublished(BATCH)
-                    if not rows:
-                        await self._wait_for_rows(stop)
-                        continue
-                    await self.publish(producer, rows)
-                # Drain what was committed before the stop: a graceful stop leaves nothing.
-                while rows := await self.db.unpublished(BATCH):
-                    await self.publish(producer, rows)
+                await self._publish_until(stop, producer)
             finally:
                 await producer.stop()
 
+    async def _publish_until(self, stop: asyncio.Event, producer: AIOKafkaProducer) -> None:
+        """Send rows as soon as they are committed; mark them once Kafka has them.
+
+        Sending does not wait for the previous rows' acknowledgements: up to
+        ``IN_FLIGHT`` batches are on their way while the next rows are read and sent.
+        The one idempotent producer keeps them in order per partition, and a row is
+        marked published only after Kafka acknowledged it (rows sent but not marked
+        when the process dies are found in the topics' tails by ``recover``).
+        """
+        in_flight: asyncio.Queue[tuple[list[int], list[asyncio.Future[Any]]]] = asyncio.Queue(
+            IN_FLIGHT
+        )
+        sent: set[int] = set()
+        """Rows sent; dropped from here once a read began after they were marked."""
+        marked: set[int] = set()
+        """Rows of ``sent`` marked published (a read begun before that may still list them)."""
+        acknowledging = asyncio.create_task(self._acknowledge(in_flight, marked))
+
+        async def unless_failed(step: Awaitable[Any]) -> None:
+            """``step``, or the acknowledging task's error if it fails first."""
+            waiting = asyncio.ensure_future(step)
+            await asyncio.wait([waiting, acknowledging], return_when=asyncio.FIRST_COMPLETED)
+            if not waiting.done():
+                waiting.cancel()
+                acknowledging.result()  # raises why sending failed
+
+        try:
+            while True:
+                settled = set(marked)
+                unpublished = await self.db.unpublished(BATCH + len(sent))
+                sent -= settled
+                marked -= settled
+                rows = [row for row in unpublished if row.id not in sent][:BATCH]
+                if not rows:
+                    if stop.is_set():
+                        break  # a graceful stop leaves nothing committed unpublished
+                    await unless_failed(self._wait_for_rows(stop))
+                    continue
+                futures = [await self._send(producer, row) for row in rows]
+                ids = [row.id for row in rows]
+                sent.update(ids)
+                await unless_failed(in_flight.put((ids, futures)))
+            await unless_failed(in_flight.join())
+        finally:
+            acknowledging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acknowledging
+
+    async def _acknowledge(
+        self,
+        in_flight: asyncio.Queue[tuple[list[int], list[asyncio.Future[Any]]]],
+        marked: set[int],
+    ) -> None:
+        while True:
+            ids, futures = await in_flight.get()
+            await asyncio.gather(*futures)
+            await self.db.mark_published(ids)
+            marked.update(ids)
+            self.published += len(ids)
+            METRICS.inc("outbox_published_total", len(ids))
+            log.debug("outbox published", extra={"rows": len(ids), "last_id": ids[-1]})
+            in_flight.task_done()
+
+    @staticmethod
+    async def _send(producer: AIOKafkaProducer, row: PendingMessage) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = await producer.send(
+            row.topic,
+            value=encode(row.value),
+            key=row.key.encode("utf-8") if row.key is not None else None,
+            headers=[(HEADER, str(row.id).encode())],
+        )
+        return future
+
     async def publish(self, producer: AIOKafkaProducer, rows: list[PendingMessage]) -> None:
-        futures = [
-            await producer.send(
-                row.topic,
-                value=encode(row.value),
-                key=row.key.encode("utf-8") if row.key is not None else None,
-                headers=[(HEADER, str(row.id).encode())],
-            )
-            for row in rows
-        ]
+        """Send ``rows``, wait for Kafka, mark them (recovery and tests)."""
+        futures = [await self._send(producer, row) for row in rows]
         await asyncio.gather(*futures)
         await self.db.mark_published([row.id for row in rows])
         self.published += len(rows)
         METRICS.inc("outbox_published_total", len(rows))
-        log.debug("outbox published", extra={"rows": len(rows), "last_id": rows[-1].id})
 
     async def _wait_for_rows(self, stop: asyncio.Event) -> None:
         """Until a consumer here commits, the poll interval passes, or we are stopped."""
