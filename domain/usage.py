@@ -9,13 +9,22 @@ At the start of a month it calls :func:`close_month` with :func:`previous_month`
 Months are the room's *local* months (the ``timezone`` of its ``room.configured`` decision,
 ``Asia/Seoul`` until one is seen). The definitions of every figure are in
 ``docs/usage-statistics.md``.
+
+Cost: folding one decision does not depend on the number of rooms of the center nor on the
+room's history (amortised: what pruning drops, an earlier decision added). A room caches its
+open minutes per month; a center keeps the sum of its rooms' daily open minutes as changes by
+local date (a room whose hours change adjusts it by its own difference) and the sum of their
+occupancies; bookings are forgotten by the UTC day their interval ends; member sets and
+opening periods are pruned from sorted indexes, so a decision that drops nothing looks at
+nothing.
 """
 
 from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Callable
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Literal
@@ -60,7 +69,10 @@ subtracts no hours."""
 MEMBER_SET_RETENTION_MONTHS = 2
 """Member-id sets of final months more than this many months before the newest decision's
 month are dropped; ``unique_members`` of those months is frozen from then on."""
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""Version of the documents :meth:`RoomUsage.to_json` and :meth:`CenterUsage.to_json` write.
+Version 1 documents are still read (``from_json`` converts them)."""
+_READABLE_VERSIONS = (1, 2)
 
 Counter = Literal[
     "bookings_confirmed",
@@ -183,21 +195,40 @@ def _with_period(periods: list[OpeningPeriod], new: OpeningPeriod) -> list[Openi
     return normalised
 
 
-def _open_minutes(periods: list[OpeningPeriod], month: str) -> int:
-    """Sum over the local days of ``month`` of (closes - opens) of the hours in force."""
+def _month_days(month: str) -> tuple[int, int]:
+    """(ordinal of the 1st, number of days) of ``month``."""
     year, mon = _parse_month(month)
-    first = date(year, mon, 1)
+    return date(year, mon, 1).toordinal(), calendar.monthrange(year, mon)[1]
+
+
+def _open_minutes(periods: list[OpeningPeriod], month: str) -> int:
+    """Sum over the local days of ``month`` of (closes - opens) of the hours in force.
+
+    ``periods`` is sorted by effective date; each is in force until the next one. O(periods).
+    """
+    first, days = _month_days(month)
+    end = first + days
     total = 0
-    for offset in range(calendar.monthrange(year, mon)[1]):
-        day = first + timedelta(days=offset)
-        in_force: OpeningPeriod | None = None
-        for period in periods:  # sorted by effective date
-            if period.effective > day:
-                break
-            in_force = period
-        if in_force is not None:
-            total += in_force.daily_minutes
+    for index, period in enumerate(periods):
+        start = max(first, period.effective.toordinal())
+        stop = (
+            end if index + 1 == len(periods) else min(end, periods[index + 1].effective.toordinal())
+        )
+        if stop > start:
+            total += (stop - start) * period.daily_minutes
     return total
+
+
+def _steps(periods: Iterable[OpeningPeriod]) -> list[tuple[int, int]]:
+    """``periods`` as changes of daily open minutes: (date ordinal, delta), no zero deltas."""
+    changes: list[tuple[int, int]] = []
+    previous = 0
+    for period in periods:
+        delta = period.daily_minutes - previous
+        previous = period.daily_minutes
+        if delta:
+            changes.append((period.effective.toordinal(), delta))
+    return changes
 
 
 def _prune_periods(periods: list[OpeningPeriod], cutoff: date) -> list[OpeningPeriod]:
@@ -321,19 +352,54 @@ def _months_from_json(data: dict[str, Any]) -> dict[str, MonthUsage]:
     return months
 
 
-def _prune_members(months: dict[str, MonthUsage], reference_month: str) -> None:
+def _insort_once(items: list[str], item: str) -> None:
+    index = bisect_left(items, item)
+    if index == len(items) or items[index] != item:
+        items.insert(index, item)
+
+
+def _remove_sorted(items: list[str], item: str) -> None:
+    index = bisect_left(items, item)
+    if index < len(items) and items[index] == item:
+        del items[index]
+
+
+def _open_months(months: dict[str, MonthUsage]) -> list[str]:
+    return sorted(month for month, stats in months.items() if not stats.final)
+
+
+def _final_with_members(months: dict[str, MonthUsage]) -> list[str]:
+    return sorted(m for m, stats in months.items() if stats.final and stats.members is not None)
+
+
+def _prune_members(
+    months: dict[str, MonthUsage], with_members: list[str], reference_month: str
+) -> None:
+    """Drop the member sets of final months older than the retention.
+
+    ``with_members``: the final months that still have theirs, sorted (updated here).
+    """
     oldest_kept = _add_months(reference_month, -MEMBER_SET_RETENTION_MONTHS)
-    for month, stats in months.items():
-        if stats.final and month < oldest_kept:
-            stats.members = None
+    drop = bisect_left(with_members, oldest_kept)
+    for month in with_members[:drop]:
+        months[month].members = None
+    del with_members[:drop]
 
 
-def _period_cutoff(months: dict[str, MonthUsage], reference_month: str) -> date:
-    """First day whose opening hours may still be needed: open months and recent ones."""
-    candidates = [_add_months(reference_month, -MEMBER_SET_RETENTION_MONTHS)]
-    candidates.extend(m for m, s in months.items() if not s.final)
-    year, mon = _parse_month(min(candidates))
+def _period_cutoff(open_months: list[str], reference_month: str) -> date:
+    """First day whose opening hours may still be needed: open months and recent ones.
+
+    ``open_months``: the months not final, sorted.
+    """
+    oldest = _add_months(reference_month, -MEMBER_SET_RETENTION_MONTHS)
+    if open_months:
+        oldest = min(oldest, open_months[0])
+    year, mon = _parse_month(oldest)
     return date(year, mon, 1)
+
+
+def _utc_day(ts: datetime) -> int:
+    return ts.astimezone(UTC).date().toordinal()
 
 
 def _datetime_from_json(value: Any) -> datetime:
@@ -376,6 +442,31 @@ class ActiveBooking:
         )
 
 
+def _check_document(data: dict[str, Any], scope: str) -> int:
+    version = data.get("version")
+    if version not in _READABLE_VERSIONS or data.get("scope") != scope:
+        raise ValueError(f"not a {scope} usage document of version 1 or 2")
+    return int(version)
+
+
+def _keep_months(months: dict[str, MonthUsage], open_months: list[str], wanted: set[str]) -> None:
+    """Every month of ``wanted`` gets a record; ``open_months`` (sorted) follows the new ones."""
+    for month in wanted:
+        if not months.setdefault(month, MonthUsage()).final:
+            _insort_once(open_months, month)
+
+
+def _close(state: RoomUsage | CenterUsage, month: str) -> None:
+    stats = state.months.setdefault(month, MonthUsage())
+    if stats.final:
+        return
+    stats.open_minutes = state.open_minutes(month)
+    stats.final = True
+    _remove_sorted(state._open, month)
+    if stats.members is not None:
+        _insort_once(state._with_members, month)
+
+
 @dataclass
 class RoomUsage:
     """Usage state of one room: what :func:`fold` needs to keep its monthly figures."""
@@ -386,19 +477,54 @@ class RoomUsage:
     center_id: str | None = None
     timezone: str = DEFAULT_TIMEZONE
     periods: list[OpeningPeriod] = field(default_factory=list)
+    """Replaced, never changed in place (the open minutes per month are cached for it)."""
     active: dict[str, ActiveBooking] = field(default_factory=dict)
+    """Bookings confirmed and not (yet) cancelled or released. One that ends more than
+    ``ACTIVE_BOOKING_RETENTION`` before ``latest`` counts as forgotten (it is dropped by the
+    day it expires, and never written)."""
     ended: dict[str, datetime] = field(default_factory=dict)
     """Bookings cancelled or released (id -> ends_at): a late ``booking.confirmed`` of one
-    is counted but adds no hours."""
+    is counted but adds no hours. Forgotten like ``active``."""
     months: dict[str, MonthUsage] = field(default_factory=dict)
     latest: datetime | None = None
     """The newest ``decided_at`` folded."""
 
+    _open: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    """The months of ``months`` not final, sorted."""
+    _with_members: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    """The final months of ``months`` that still have their member set, sorted."""
+    _minutes: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Open minutes per month for the periods ``_minutes_of``."""
+    _minutes_of: list[OpeningPeriod] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _expiry: dict[int, list[tuple[bool, str]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """(in ``active``?, booking id) by the UTC day the interval ends: what may expire when."""
+    _expired_before: int | None = field(default=None, init=False, repr=False, compare=False)
+    """Day up to which ``_expiry`` was drained (``None``: never)."""
+
+    def __post_init__(self) -> None:
+        self._open = _open_months(self.months)
+        self._with_members = _final_with_members(self.months)
+        for booking_id, booking in self.active.items():
+            self._expires(True, booking_id, booking.ends_at)
+        for booking_id, ends_at in self.ended.items():
+            self._expires(False, booking_id, ends_at)
+
     def open_minutes(self, month: str) -> int:
+        """Frozen at close; else computed once per month and periods."""
         stats = self.months.get(month)
         if stats is not None and stats.open_minutes is not None:
             return stats.open_minutes
-        return _open_minutes(self.periods, month)
+        if self._minutes_of is not self.periods:
+            self._minutes = {}
+            self._minutes_of = self.periods
+        minutes = self._minutes.get(month)
+        if minutes is None:
+            minutes = self._minutes[month] = _open_minutes(self.periods, month)
+        return minutes
 
     def aggregate(self, month: str, now: datetime) -> UsageMonthly:
         """The current ``usage-monthly`` value of ``month`` (zeros if nothing happened)."""
@@ -409,22 +535,86 @@ class RoomUsage:
         stats = self.months.get(month)
         return None if stats is None else stats.values(self.open_minutes(month))
 
-    def _reference_month(self, now: datetime | None = None) -> str | None:
-        times = [t for t in (self.latest, now) if t is not None]
-        return local_month(max(times), self.timezone) if times else None
+    def _reference_month(self, now: datetime) -> str:
+        latest = now if self.latest is None else max(self.latest, now)
+        return local_month(latest, self.timezone)
 
-    def _prune(self, reference_month: str | None) -> None:
-        if self.latest is not None:
-            horizon = self.latest - ACTIVE_BOOKING_RETENTION
-            self.active = {k: b for k, b in self.active.items() if b.ends_at >= horizon}
-            self.ended = {k: end for k, end in self.ended.items() if end >= horizon}
-        if reference_month is not None:
-            _prune_members(self.months, reference_month)
-            self.periods = _prune_periods(
-                self.periods, _period_cutoff(self.months, reference_month)
-            )
+    # bookings: forgotten once they ended ACTIVE_BOOKING_RETENTION before ``latest``
+
+    def _horizon(self) -> datetime | None:
+        return None if self.latest is None else self.latest - ACTIVE_BOOKING_RETENTION
+
+    def _active(self, booking_id: str) -> ActiveBooking | None:
+        booking = self.active.get(booking_id)
+        horizon = self._horizon()
+        if booking is None or (horizon is not None and booking.ends_at < horizon):
+            return None
+        return booking
+
+    def _has_ended(self, booking_id: str) -> bool:
+        ends_at = self.ended.get(booking_id)
+        horizon = self._horizon()
+        return ends_at is not None and (horizon is None or ends_at >= horizon)
+
+    def _start(self, booking_id: str, booking: ActiveBooking) -> None:
+        horizon = self._horizon()
+        if horizon is not None and booking.ends_at < horizon:  # forgotten at once
+            self.active.pop(booking_id, None)
+            return
+        self.active[booking_id] = booking
+        self._expires(True, booking_id, booking.ends_at)
+
+    def _end(self, booking_id: str, ends_at: datetime) -> None:
+        self.active.pop(booking_id, None)
+        horizon = self._horizon()
+        if horizon is not None and ends_at < horizon:  # forgotten at once
+            self.ended.pop(booking_id, None)
+            return
+        self.ended[booking_id] = ends_at
+        self._expires(False, booking_id, ends_at)
+
+    def _expires(self, in_active: bool, booking_id: str, ends_at: datetime) -> None:
+        self._expiry.setdefault(_utc_day(ends_at), []).append((in_active, booking_id))
+
+    def _drop_expired(self) -> None:
+        """Drop the bookings forgotten since the last call: amortised O(1) per booking."""
+        horizon = self._horizon()
+        if horizon is None:
+            return
+        day = _utc_day(horizon)  # every interval ending on an earlier UTC day is forgotten
+        since = self._expired_before
+        if since is not None and day <= since:
+            return
+        days: Iterable[int]
+        if since is None or day - since > len(self._expiry):
+            days = [d for d in self._expiry if d < day]
+        else:
+            days = range(since, day)
+        for expiring in days:
+            for in_active, booking_id in self._expiry.pop(expiring, []):
+                if in_active:
+                    booking = self.active.get(booking_id)
+                    if booking is not None and booking.ends_at < horizon:
+                        del self.active[booking_id]
+                else:
+                    ends_at = self.ended.get(booking_id)
+                    if ends_at is not None and ends_at < horizon:
+                        del self.ended[booking_id]
+        self._expired_before = day
+
+    # pruning: what a fold in ``reference_month`` no longer needs
+
+    def _prune(self, reference_month: str) -> None:
+        """What the state keeps when the newest decision is in ``reference_month``.
+
+        Runs after every decision: O(1) unless something is dropped."""
+        _prune_members(self.months, self._with_members, reference_month)
+        cutoff = _period_cutoff(self._open, reference_month)
+        if len(self.periods) > 1 and self.periods[1].effective <= cutoff:
+            self.periods = _prune_periods(self.periods, cutoff)
 
     def to_json(self) -> dict[str, Any]:
+        horizon = self._horizon()
         return {
             "version": STATE_VERSION,
             "scope": "room",
@@ -432,16 +622,24 @@ class RoomUsage:
             "center_id": self.center_id,
             "timezone": self.timezone,
             "periods": [p.to_json() for p in self.periods],
-            "active": {k: self.active[k].to_json() for k in sorted(self.active)},
-            "ended": {k: self.ended[k].isoformat() for k in sorted(self.ended)},
+            "active": {
+                k: self.active[k].to_json()
+                for k in sorted(self.active)
+                if horizon is None or self.active[k].ends_at >= horizon
+            },
+            "ended": {
+                k: self.ended[k].isoformat()
+                for k in sorted(self.ended)
+                if horizon is None or self.ended[k] >= horizon
+            },
             "months": _months_to_json(self.months),
             "latest": None if self.latest is None else self.latest.isoformat(),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RoomUsage:
-        if data.get("version") != STATE_VERSION or data.get("scope") != "room":
-            raise ValueError("not a version-1 room usage document")
+        """Read a document of version 2 or 1 (same layout)."""
+        _check_document(data, "room")
         center_id = data.get("center_id")
         latest = data.get("latest")
         return cls(
@@ -468,6 +666,7 @@ class CenterRoom:
     occupancy: int = 0
 
     def to_json(self) -> dict[str, Any]:
+        """The version-1 form (version 2 groups the rooms, see :meth:`CenterUsage.to_json`)."""
         return {
             "timezone": self.timezone,
             "periods": [p.to_json() for p in self.periods],
@@ -485,20 +684,61 @@ class CenterRoom:
 
 @dataclass
 class CenterUsage:
-    """Usage state of one center: sums over its rooms, a union of their members."""
+    """Usage state of one center: sums over its rooms, a union of their members.
+
+    ``rooms`` is what the center knows of each room; the sums over it that a fold needs
+    (occupancy, daily open minutes by date) are kept alongside and changed by the one room
+    a decision is about.
+    """
 
     scope: ClassVar[Literal["center"]] = "center"
 
     center_id: str
     rooms: dict[str, CenterRoom] = field(default_factory=dict)
+    """Changed only by :func:`fold` (the sums below follow it)."""
     months: dict[str, MonthUsage] = field(default_factory=dict)
     latest: datetime | None = None
 
+    _open: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    """The months of ``months`` not final, sorted."""
+    _with_members: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
+    """The final months of ``months`` that still have their member set, sorted."""
+    _occupancy: int = field(default=0, init=False, repr=False, compare=False)
+    """Sum of the rooms' current occupancies."""
+    _daily: int = field(default=0, init=False, repr=False, compare=False)
+    """Sum of the rooms' daily open minutes from the last change on."""
+    _changes: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Date ordinal -> change of the summed daily open minutes that day (never 0)."""
+    _change_days: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
+    """The keys of ``_changes``, sorted."""
+    _prunable: dict[int, set[str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Rooms with more than one period by the date ordinal of their second one: pruning at a
+    cutoff on or after that date shortens their periods (and no other room's)."""
+    _prunable_days: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
+    """The keys of ``_prunable``, sorted."""
+
+    def __post_init__(self) -> None:
+        self._open = _open_months(self.months)
+        self._with_members = _final_with_members(self.months)
+        for room_id, room in self.rooms.items():
+            self._add_room(room_id, room)
+
     def open_minutes(self, month: str) -> int:
+        """Frozen at close; else the sum of the rooms' open minutes of ``month``, from the
+        changes by date: O(changes after the 1st of ``month``), whatever the rooms."""
         stats = self.months.get(month)
         if stats is not None and stats.open_minutes is not None:
             return stats.open_minutes
-        return sum(_open_minutes(room.periods, month) for room in self.rooms.values())
+        # sum over the days d of the month of (_daily - the changes after d)
+        first, days = _month_days(month)
+        total = days * self._daily
+        change_days = self._change_days
+        for index in range(bisect_right(change_days, first), len(change_days)):
+            day = change_days[index]
+            total -= self._changes[day] * min(days, day - first)
+        return total
 
     def aggregate(self, month: str, now: datetime) -> UsageMonthly:
         stats = self.months.get(month, MonthUsage())
@@ -508,36 +748,106 @@ class CenterUsage:
         stats = self.months.get(month)
         return None if stats is None else stats.values(self.open_minutes(month))
 
-    def _reference_month(self, now: datetime | None = None) -> str | None:
-        times = [t for t in (self.latest, now) if t is not None]
-        return local_month(max(times), DEFAULT_TIMEZONE) if times else None
+    def _reference_month(self, now: datetime) -> str:
+        latest = now if self.latest is None else max(self.latest, now)
+        return local_month(latest, DEFAULT_TIMEZONE)
 
-    def _prune(self, reference_month: str | None) -> None:
-        if reference_month is None:
+    # the sums over the rooms
+
+    def _add_room(self, room_id: str, room: CenterRoom) -> None:
+        self._occupancy += room.occupancy
+        self._count_periods(room.periods, 1)
+        self._index(room_id, room.periods, add=True)
+
+    def _set_periods(self, room_id: str, room: CenterRoom, periods: list[OpeningPeriod]) -> None:
+        self._count_periods(room.periods, -1)
+        self._index(room_id, room.periods, add=False)
+        room.periods = periods
+        self._count_periods(periods, 1)
+        self._index(room_id, periods, add=True)
+
+    def _index(self, room_id: str, periods: list[OpeningPeriod], *, add: bool) -> None:
+        if len(periods) < 2:
             return
-        _prune_members(self.months, reference_month)
-        cutoff = _period_cutoff(self.months, reference_month)
-        for room in self.rooms.values():
-            room.periods = _prune_periods(room.periods, cutoff)
+        day = periods[1].effective.toordinal()
+        rooms = self._prunable.get(day)
+        if add:
+            if rooms is None:
+                rooms = self._prunable[day] = set()
+                insort(self._prunable_days, day)
+            rooms.add(room_id)
+        elif rooms is not None:
+            rooms.discard(room_id)
+            if not rooms:
+                del self._prunable[day]
+                del self._prunable_days[bisect_left(self._prunable_days, day)]
+
+    def _count_periods(self, periods: list[OpeningPeriod], sign: int) -> None:
+        for day, delta in _steps(periods):
+            self._daily += sign * delta
+            value = self._changes.get(day, 0) + sign * delta
+            if value:
+                if day not in self._changes:
+                    insort(self._change_days, day)
+                self._changes[day] = value
+            else:
+                del self._changes[day]
+                del self._change_days[bisect_left(self._change_days, day)]
+
+    # pruning
+
+    def _prune(self, reference_month: str) -> None:
+        """As for a room, for every room's periods: O(1) unless something is dropped."""
+        _prune_members(self.months, self._with_members, reference_month)
+        cutoff = _period_cutoff(self._open, reference_month)
+        while self._prunable_days and self._prunable_days[0] <= cutoff.toordinal():
+            for room_id in sorted(self._prunable[self._prunable_days[0]]):
+                room = self.rooms[room_id]
+                self._set_periods(room_id, room, _prune_periods(room.periods, cutoff))
 
     def to_json(self) -> dict[str, Any]:
+        """Version 2: rooms with the same time zone and periods share one entry; only the
+        occupancies that are not 0 are written."""
+        groups: dict[tuple[str, tuple[OpeningPeriod, ...]], list[str]] = {}
+        occupancy: dict[str, int] = {}
+        for room_id in sorted(self.rooms):
+            room = self.rooms[room_id]
+            groups.setdefault((room.timezone, tuple(room.periods)), []).append(room_id)
+            if room.occupancy:
+                occupancy[room_id] = room.occupancy
         return {
             "version": STATE_VERSION,
             "scope": "center",
             "center_id": self.center_id,
-            "rooms": {k: self.rooms[k].to_json() for k in sorted(self.rooms)},
+            "rooms": [
+                {"timezone": tz, "periods": [p.to_json() for p in periods], "ids": ids}
+                for (tz, periods), ids in groups.items()
+            ],
+            "occupancy": occupancy,
             "months": _months_to_json(self.months),
             "latest": None if self.latest is None else self.latest.isoformat(),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CenterUsage:
-        if data.get("version") != STATE_VERSION or data.get("scope") != "center":
-            raise ValueError("not a version-1 center usage document")
+        """Read a document of version 2, or of version 1 (``rooms``: id -> CenterRoom)."""
+        version = _check_document(data, "center")
+        rooms: dict[str, CenterRoom] = {}
+        if version == 1:
+            for room_id, value in data.get("rooms", {}).items():
+                rooms[str(room_id)] = CenterRoom.from_json(value)
+        else:
+            occupancy = data.get("occupancy", {})
+            for group in data.get("rooms", []):
+                timezone = str(group.get("timezone", DEFAULT_TIMEZONE))
+                periods = [OpeningPeriod.from_json(p) for p in group.get("periods", [])]
+                for room_id in group.get("ids", []):
+                    occupied = int(occupancy.get(room_id, 0))
+                    rooms[str(room_id)] = CenterRoom(timezone, list(periods), occupied)
         latest = data.get("latest")
         return cls(
             center_id=str(data["center_id"]),
-            rooms={str(k): CenterRoom.from_json(v) for k, v in data.get("rooms", {}).items()},
+            rooms=rooms,
             months=_months_from_json(data.get("months", {})),
             latest=None if latest is None else _datetime_from_json(latest),
         )
@@ -607,13 +917,13 @@ def _effects(room: RoomUsage, decision: AnyDecision) -> _Effects:
         effects.config = _Config(period, decision.timezone, f"{day.year:04d}-{day.month:02d}")
     elif isinstance(decision, BookingConfirmed):
         month = local_month(decision.starts_at, tz)
-        previous = room.active.get(decision.booking_id)
+        previous = room._active(decision.booking_id)
         if previous is not None:  # confirmed again: the new interval replaces the old one
             effects.add(previous.start_month, "bookings_confirmed", -1)
             effects.add_seconds(previous.seconds, -1)
         effects.add(month, "bookings_confirmed", 1)
         effects.members.setdefault(month, set()).add(decision.member_id)
-        if decision.booking_id not in room.ended:
+        if not room._has_ended(decision.booking_id):
             seconds = _split_by_month(decision.starts_at, decision.ends_at, tz)
             effects.add_seconds(seconds, 1)
             effects.started = (
@@ -632,7 +942,7 @@ def _effects(room: RoomUsage, decision: AnyDecision) -> _Effects:
         counter: Counter = (
             "bookings_cancelled" if isinstance(decision, BookingCancelled) else "no_shows"
         )
-        active = room.active.get(decision.booking_id)
+        active = room._active(decision.booking_id)
         if active is not None:
             effects.add(active.start_month, counter, 1)
             effects.add_seconds(active.seconds, -1)
@@ -682,21 +992,19 @@ def _fold_room(
     room: RoomUsage, effects: _Effects, decision: AnyDecision, candidates: set[str]
 ) -> None:
     """Apply ``effects`` to ``room``; every month in ``candidates`` ends up in its state."""
+    if room.latest is None or decision.decided_at > room.latest:
+        room.latest = decision.decided_at
     if effects.config is not None:
         room.periods = _with_period(room.periods, effects.config.period)
         room.timezone = effects.config.timezone
     if effects.ended is not None:
-        booking_id, ends_at = effects.ended
-        room.active.pop(booking_id, None)
-        room.ended[booking_id] = ends_at
+        room._end(*effects.ended)
     if effects.started is not None:
-        booking_id, booking = effects.started
-        room.active[booking_id] = booking
+        room._start(*effects.started)
     effects.apply_to(room.months, room_peaks=True)
-    for month in candidates:
-        room.months.setdefault(month, MonthUsage())
-    if room.latest is None or decision.decided_at > room.latest:
-        room.latest = decision.decided_at
+    _keep_months(room.months, room._open, candidates)
+    room._drop_expired()
+    room._prune(local_month(room.latest, room.timezone))
 
 
 def fold(
@@ -711,6 +1019,9 @@ def fold(
     with ``updated_at=now``; an aggregate of a closed month that changes gets
     ``revision + 1`` and ``revised_after_close=True`` (``final`` stays true). The caller
     passes each decision ``event_id`` once; anything else out of order is tolerated.
+
+    The work does not grow with the rooms of the center nor with the room's history
+    (amortised: what pruning drops, an earlier decision added).
     """
     _require_aware(now, "now")
     if decision.room_id != room.room_id:
@@ -721,14 +1032,15 @@ def fold(
     room.center_id = center_id
 
     effects = _effects(room, decision)
-    seed = CenterRoom(timezone=room.timezone, periods=list(room.periods))
+    seed: CenterRoom | None = None
+    if center is not None and room.room_id not in center.rooms:
+        seed = CenterRoom(timezone=room.timezone, periods=list(room.periods))
 
     candidates = effects.months()
     if effects.config is not None:
-        candidates |= set(room.months)  # open hours of every open month may change
+        candidates.update(room._open)  # open hours of every open month may change
     before = {m: room._values(m) for m in candidates}
     _fold_room(room, effects, decision, candidates)
-    room._prune(room._reference_month())
     out = _emit(room.months, before, room._values, room.aggregate, now)
 
     if center is not None:
@@ -739,32 +1051,32 @@ def fold(
 def _fold_center(
     center: CenterUsage,
     room_id: str,
-    seed: CenterRoom,
+    seed: CenterRoom | None,
     effects: _Effects,
     decision: AnyDecision,
     now: datetime,
 ) -> list[UsageMonthly]:
     candidates = effects.months()
-    known = room_id in center.rooms
-    if effects.config is not None or not known:
-        candidates |= set(center.months)  # open hours of every open month may change
+    info = center.rooms.get(room_id)
+    if effects.config is not None or info is None:
+        candidates.update(center._open)  # open hours of every open month may change
     before = {m: center._values(m) for m in candidates}
 
-    if not known:  # a center document younger than the room: learn the room's rules now
-        center.rooms[room_id] = seed
-    info = center.rooms[room_id]
+    if info is None:  # a center document younger than the room: learn the room's rules now
+        assert seed is not None
+        info = center.rooms[room_id] = seed
+        center._add_room(room_id, info)
     if effects.config is not None:
-        info.periods = _with_period(info.periods, effects.config.period)
+        center._set_periods(room_id, info, _with_period(info.periods, effects.config.period))
         info.timezone = effects.config.timezone
     effects.apply_to(center.months, room_peaks=False)
     if effects.occupancy is not None:
         month, occupancy = effects.occupancy
+        center._occupancy += occupancy - info.occupancy
         info.occupancy = occupancy
         stats = center.months.setdefault(month, MonthUsage())
-        total = sum(r.occupancy for r in center.rooms.values())
-        stats.peak_occupancy = max(stats.peak_occupancy, total)
-    for month in candidates:
-        center.months.setdefault(month, MonthUsage())
+        stats.peak_occupancy = max(stats.peak_occupancy, center._occupancy)
+    _keep_months(center.months, center._open, candidates)
     if center.latest is None or decision.decided_at > center.latest:
         center.latest = decision.decided_at
     center._prune(local_month(center.latest, info.timezone))
@@ -780,9 +1092,6 @@ def close_month(state: RoomUsage | CenterUsage, month: str, now: datetime) -> li
     """
     _parse_month(month)
     _require_aware(now, "now")
-    stats = state.months.setdefault(month, MonthUsage())
-    if not stats.final:
-        stats.open_minutes = state.open_minutes(month)
-        stats.final = True
+    _close(state, month)
     state._prune(state._reference_month(now))
     return [state.aggregate(month, now)]

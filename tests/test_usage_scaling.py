@@ -1,0 +1,107 @@
+"""The work of folding one decision does not grow with the rooms of the center.
+
+Counted, not timed: the calls of the per-room computations (a room's open minutes of a
+month, a room's periods as changes of the center's sums, the pruning of a room's periods)
+while folding one decision into a center of 10 rooms and into one of 1,000.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from domain import usage
+from domain.usage import CenterUsage, RoomUsage, fold
+from schemas.decisions import AnyDecision, CheckoutRecorded
+from tests.test_usage import NOW, admitted, checkout, configured, confirmed, kst
+
+PER_ROOM = ("_open_minutes", "_steps", "_prune_periods")
+
+
+def center_of(size: int) -> tuple[dict[str, RoomUsage], CenterUsage]:
+    """``size`` rooms in four time zones; every other one changed its hours in November."""
+    zones = ("Asia/Seoul", "UTC", "America/New_York", "Pacific/Kiritimati")
+    rooms: dict[str, RoomUsage] = {}
+    center = CenterUsage("center-1")
+    for index in range(size):
+        room_id = f"room-{index:04d}"
+        room = rooms[room_id] = RoomUsage(room_id)
+        zone = zones[index % len(zones)]
+        fold(room, center, configured(kst(10, 1 + index % 28), room_id, tz=zone), NOW)
+        if index % 2:
+            later = configured(kst(11, 1 + index % 28), room_id, closes="20:00", tz=zone)
+            fold(room, center, later, NOW)
+        fold(room, center, admitted(kst(11, 28, 10), 1, 1, room=room_id), NOW)
+    return rooms, center
+
+
+def work(
+    monkeypatch: pytest.MonkeyPatch, size: int, decisions: Callable[[], list[AnyDecision]]
+) -> Counter[str]:
+    """Calls of the per-room computations while folding the last of ``decisions``."""
+    rooms, center = center_of(size)
+    *before, last = decisions()
+    for decision in before:
+        fold(rooms[decision.room_id], center, decision, NOW)
+    calls: Counter[str] = Counter()
+    for name in PER_ROOM:
+        original = getattr(usage, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+            calls[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(usage, name, counted)
+    out = fold(rooms[last.room_id], center, last, NOW)
+    monkeypatch.undo()
+    assert out or isinstance(last, CheckoutRecorded)  # a check-out need not change a figure
+    return calls
+
+
+ROOM = "room-0001"
+CASES: dict[str, Callable[[], list[AnyDecision]]] = {
+    "a check-in": lambda: [admitted(kst(11, 28, 11), 2, 3, room=ROOM)],
+    "a check-out": lambda: [checkout(kst(11, 28, 12), 1, 0, room=ROOM)],
+    "a booking over two months": lambda: [
+        confirmed("b1", "m1", kst(11, 30, 22), kst(12, 1, 2), room=ROOM)
+    ],
+    "a check-in in a month the center never saw": lambda: [
+        admitted(kst(12, 2, 10), 1, 2, room=ROOM)
+    ],
+    "a check-in after the months turned": lambda: [
+        admitted(kst(2, 1, 10, year=2027), 1, 2, room="room-0002"),
+        admitted(kst(2, 1, 11, year=2027), 1, 3, room=ROOM),
+    ],
+    "a change of hours": lambda: [configured(kst(11, 29, 8), ROOM, closes="21:00")],
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_folding_one_decision_does_not_depend_on_the_number_of_rooms(
+    monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    small = work(monkeypatch, 10, CASES[case])
+    large = work(monkeypatch, 1000, CASES[case])
+    assert large == small
+    assert sum(large.values()) <= 8
+
+
+def test_a_check_in_computes_no_open_minutes_of_a_month_it_computed_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert work(monkeypatch, 1000, CASES["a check-in"]) == Counter()
+
+
+def test_the_center_figures_of_a_large_center_are_the_sums_over_its_rooms() -> None:
+    rooms, center = center_of(1000)
+    november = center.aggregate("2026-11", NOW)
+    expected_minutes = sum(usage._open_minutes(r.periods, "2026-11") for r in center.rooms.values())
+    assert november.open_hours == round(expected_minutes / 60, 4)
+    assert november.open_hours == sum(
+        r.aggregate("2026-11", NOW).open_hours for r in rooms.values()
+    )
+    assert november.peak_occupancy == 1000
+    assert center._occupancy == sum(r.occupancy for r in center.rooms.values()) == 1000
