@@ -176,12 +176,20 @@ class OutboxRelay:
         while True:
             ids, futures = await in_flight.get()
             await asyncio.gather(*futures)
+            batches = 1
+            # Batches acknowledged meanwhile are marked in the same transaction.
+            while not in_flight.empty() and all(f.done() for f in in_flight._queue[0][1]):  # type: ignore[attr-defined]
+                more, done = in_flight.get_nowait()
+                await asyncio.gather(*done)
+                ids = ids + more
+                batches += 1
             await self.db.mark_published(ids)
             marked.update(ids)
             self.published += len(ids)
             METRICS.inc("outbox_published_total", len(ids))
             log.debug("outbox published", extra={"rows": len(ids), "last_id": ids[-1]})
-            in_flight.task_done()
+            for _ in range(batches):
+                in_flight.task_done()
 
     @staticmethod
     async def _send(producer: AIOKafkaProducer, row: PendingMessage) -> asyncio.Future[Any]:

@@ -455,7 +455,10 @@ class Database:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._lock_file = path.open("a")  # noqa: ASYNC230 - once per process
             handle = self._lock_file
-            await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: no thread hop
+            except BlockingIOError:
+                await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
