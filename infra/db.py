@@ -79,8 +79,9 @@ class ProcessedInput(Base):
     """Every input a consumer group has decided, by ``event_id``: redeliveries are skipped."""
 
     __tablename__ = "processed_inputs"
-    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # event_id leads the key: a batch looks up its ids, whatever the consumer's history.
     event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
     topic: Mapped[str] = mapped_column(String(249))
     partition: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
