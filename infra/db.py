@@ -147,7 +147,11 @@ def make_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # Few connections: writes take turns anyway, and each connection keeps its own page
+    # cache (2 MiB), which fills up as the database grows.
+    engine = create_async_engine(
+        url, connect_args={"timeout": 30}, pool_size=2, max_overflow=2, pool_timeout=300
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
