@@ -1,0 +1,86 @@
+"""Profiling aid (not a benchmark): R rooms, N check-ins/outs, the whole `spaces run`.
+
+    python tools/scale_run.py ROOMS INPUTS [sqlite|pg] [PARTS]; PROFILE=out.txt adds py-spy.
+Needs the broker on 127.0.0.1:19092 (`spaces infra up`) and, for pg, infra/postgres.sh.
+"""
+import pathlib; pathlib.Path("/tmp/spaces-scale").mkdir(exist_ok=True)
+import asyncio, os, random, subprocess, sys, time, uuid, json
+from datetime import UTC, datetime
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from infra import kafka_local
+from infra.kafka_local import ensure_topics
+from infra.settings import Settings, Topics
+from producers.client import publish_all
+from schemas.inputs import Checkin, Checkout, RoomConfigured
+
+R = int(sys.argv[1]); N = int(sys.argv[2]); DB = sys.argv[3] if len(sys.argv) > 3 else "sqlite"
+PARTS = sys.argv[4] if len(sys.argv) > 4 else ""
+
+def gen():
+    now = datetime.now(UTC)
+    rooms = [f"s.c{i//20:03d}.r{i%20:02d}" for i in range(R)]
+    ev = [RoomConfigured(event_id=uuid.uuid4(), occurred_at=now, room_id=r, center_id=r.rsplit(".",1)[0], name=r, capacity=15, booking_mode="shared", opens="00:00", closes="24:00") for r in rooms]
+    rng = random.Random(1); inside = dict.fromkeys(rooms, 0)
+    for _ in range(N):
+        r = rng.choice(rooms); p = rng.randint(1, 3)
+        if inside[r] + p > 15 or (inside[r] and rng.random() < 0.4):
+            g = min(p, inside[r]) or 1; inside[r] = max(0, inside[r]-g)
+            ev.append(Checkout(event_id=uuid.uuid4(), occurred_at=now, room_id=r, kiosk_id="k", party_size=g))
+        else:
+            inside[r] += p
+            ev.append(Checkin(event_id=uuid.uuid4(), occurred_at=now, room_id=r, kiosk_id="k", party_size=p, member_id=f"m{rng.randint(1,500)}"))
+    return ev
+
+async def main():
+    base = Settings()
+    pass
+    sfx = uuid.uuid4().hex[:8]
+    topics = Topics(**{n: f"sc-{getattr(Topics(), n)}-{sfx}" for n in Topics.model_fields})
+    url = f"sqlite+aiosqlite:////tmp/spaces-scale/{sfx}.db"
+    if DB == "pg":
+        import asyncpg
+        c = await asyncpg.connect("postgresql://postgres@127.0.0.1:55432/postgres"); await c.execute(f'CREATE DATABASE "sc_{sfx}"'); await c.close()
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:55432/sc_{sfx}"
+    s = base.model_copy(update={"topics": topics, "database_url": url})
+    await ensure_topics(s)
+    ev = gen()
+    t = time.time(); await publish_all(s, ev); print(f"produced {len(ev)} in {time.time()-t:.1f}s", flush=True)
+    env = dict(os.environ, SPACES_KAFKA_BOOTSTRAP=s.bootstrap, SPACES_DATABASE_URL=url, SPACES_HOME=f"/tmp/spaces-scale/h{sfx}",
+               SPACES_AUTHORITY_GROUP=f"a{sfx}", SPACES_STATISTICS_GROUP=f"s{sfx}",
+               **{f"SPACES_TOPIC_{n.upper()}": getattr(topics, n) for n in Topics.model_fields})
+    cmd = [sys.executable, "-m", "entrypoints.cli", "run"] + (["--only", PARTS] if PARTS else [])
+    prof = os.environ.get("PROFILE")
+    log = open(f"/tmp/spaces-scale/{sfx}.log", "w")
+    proc = subprocess.Popen(cmd, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]), env=env, stdout=log, stderr=log)
+    pspy = None
+    if prof:
+        pspy = subprocess.Popen(["py-spy", "record", "-r", "50", "-f", "raw", "-o", prof, "-p", str(proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cons = AIOKafkaConsumer(topics.decisions, topics.usage_monthly, bootstrap_servers=s.bootstrap, auto_offset_reset="earliest")
+    await cons.start()
+    want = len(ev); got = 0; first = None; last = None; lastu = None; t0 = time.time(); lastprog = time.time(); nagg = 0
+    while got < want:
+        b = await cons.getmany(timeout_ms=1000)
+        for tp, recs in b.items():
+            for r in recs:
+                if tp.topic == topics.decisions:
+                    got += 1; first = first or r.timestamp; last = r.timestamp; lastprog = time.time()
+                else:
+                    nagg += 1; lastu = r.timestamp
+        if proc.poll() is not None: print("service exited", proc.returncode); break
+        if time.time() - lastprog > 60: print("stalled"); break
+    # wait aggregates to settle
+    quiet = time.time()
+    while time.time() - quiet < 3:
+        b = await cons.getmany(timeout_ms=500)
+        for tp, recs in b.items():
+            for r in recs:
+                if tp.topic == topics.usage_monthly: nagg += 1; lastu = r.timestamp; quiet = time.time()
+    await cons.stop()
+    rss = open(f"/proc/{proc.pid}/status").read().split("VmRSS:")[1].split()[0] if proc.poll() is None else "?"
+    if pspy: 
+        pspy.send_signal(2); pspy.wait()
+    proc.terminate(); proc.wait(30)
+    end = max(last or 0, lastu or 0)
+    print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s rss={rss}kB wall={time.time()-t0:.0f}s")
+asyncio.run(main())
