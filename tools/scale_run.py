@@ -2,6 +2,7 @@
 
     python tools/scale_run.py ROOMS INPUTS [sqlite|pg] [PARTS]; PROFILE=out.txt adds py-spy.
 Needs the broker on 127.0.0.1:19092 (`spaces infra up`) and, for pg, infra/postgres.sh.
+SPACES_SERVICE_CWD=<checkout> runs that checkout's service (e.g. a worktree of an older commit: the "before").
 """
 import pathlib; pathlib.Path("/tmp/spaces-scale").mkdir(exist_ok=True)
 import asyncio, os, random, subprocess, sys, time, uuid, json
@@ -52,7 +53,7 @@ async def main():
     cmd = [sys.executable, "-m", "entrypoints.cli", "run"] + (["--only", PARTS] if PARTS else [])
     prof = os.environ.get("PROFILE")
     log = open(f"/tmp/spaces-scale/{sfx}.log", "w")
-    proc = subprocess.Popen(cmd, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]), env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen(cmd, cwd=os.environ.get("SPACES_SERVICE_CWD", str(__import__("pathlib").Path(__file__).resolve().parents[1])), env=env, stdout=log, stderr=log)
     pspy = None
     if prof:
         pspy = subprocess.Popen(["py-spy", "record", "-r", "50", "-f", "raw", "-o", prof, "-p", str(proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
