@@ -8,6 +8,7 @@ The rules of the fold are in ``domain.usage``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from domain.usage import CenterUsage, RoomUsage, close_month, fold, previous_month
-from infra.db import Database, UnitOfWork, UsageStateRow, utcnow
+from infra.db import Database, StaleState, UnitOfWork, UsageStateRow, utcnow
 from infra.observability import METRICS
 from infra.settings import Settings
 from schemas.decisions import DECISION_ADAPTER, AnyDecision
@@ -28,6 +29,7 @@ from service_layer.processing import Record, dead_letter, describe_validation_er
 log = logging.getLogger(__name__)
 
 UsageState = RoomUsage | CenterUsage
+CLOSE_ATTEMPTS = 5
 
 
 def scope_id(scope: str, ident: str) -> str:
@@ -203,17 +205,27 @@ async def close_months(
     """
     now = now or utcnow()
     month = month or previous_month(now, settings.timezone)
-    async with db.unit_of_work(settings.statistics_group) as uow:
-        ids = list(await uow.session.scalars(select(UsageStateRow.scope_id)))
-        stored = await uow.load_states(UsageStateRow, ids, lock=True)
-        states = {sid: load_state(sid, found.state) for sid, found in stored.items()}
-        versions = {sid: found.version for sid, found in stored.items()}
-        pending: dict[str, UsageMonthly] = {}
-        for state in states.values():
-            for aggregate in close_month(state, month, now):
-                pending[aggregate.key] = aggregate
-        await save_states(uow, states, versions)
-        await write_aggregates(uow, settings, pending)
+    for attempt in range(1, CLOSE_ATTEMPTS + 1):
+        try:
+            async with db.unit_of_work(settings.statistics_group) as uow:
+                ids = list(await uow.session.scalars(select(UsageStateRow.scope_id)))
+                stored = await uow.load_states(UsageStateRow, ids, lock=True)
+                states = {sid: load_state(sid, found.state) for sid, found in stored.items()}
+                versions = {sid: found.version for sid, found in stored.items()}
+                pending: dict[str, UsageMonthly] = {}
+                for state in states.values():
+                    for aggregate in close_month(state, month, now):
+                        pending[aggregate.key] = aggregate
+                await save_states(uow, states, versions)
+                await write_aggregates(uow, settings, pending)
+            break
+        except StaleState:
+            # The statistics consumer wrote a state meanwhile (SQLite reads take no
+            # lock): read everything again and close on top of it.
+            if attempt == CLOSE_ATTEMPTS:
+                raise
+            log.warning("month close met a newer state; again", extra={"attempt": attempt})
+            await asyncio.sleep(0.2 * attempt)
     log.info("month closed", extra={"month": month, "aggregates": len(pending)})
     return len(pending)
 
