@@ -46,11 +46,12 @@ class OutboxRelay:
     async def recover(self) -> int:
         """Mark as published the unpublished rows already in the log; returns how many.
 
-        Rows sent but not yet marked are at most ``IN_FLIGHT`` batches plus the one being
-        sent: the oldest that many unpublished rows, found in the last that many records
-        of a partition at most.
+        Rows sent but not yet marked are at most: the batches the acknowledger holds
+        (up to ``IN_FLIGHT``), the queue behind it (as many again) and the one being sent.
+        They are the oldest that many unpublished rows, and lie within the last that many
+        records of a partition.
         """
-        unmarked_at_most = BATCH * (IN_FLIGHT + 1)
+        unmarked_at_most = BATCH * (2 * IN_FLIGHT + 1)
         pending = await self.db.unpublished(unmarked_at_most)
         if not pending:
             return 0
@@ -175,14 +176,13 @@ class OutboxRelay:
     ) -> None:
         while True:
             ids, futures = await in_flight.get()
-            await asyncio.gather(*futures)
             batches = 1
-            # Batches acknowledged meanwhile are marked in the same transaction.
-            while not in_flight.empty() and all(f.done() for f in in_flight._queue[0][1]):  # type: ignore[attr-defined]
-                more, done = in_flight.get_nowait()
-                await asyncio.gather(*done)
-                ids = ids + more
+            # Batches queued meanwhile are marked in the same transaction.
+            while not in_flight.empty():
+                more, more_futures = in_flight.get_nowait()
+                ids, futures = ids + more, futures + more_futures
                 batches += 1
+            await asyncio.gather(*futures)
             await self.db.mark_published(ids)
             marked.update(ids)
             self.published += len(ids)
@@ -200,14 +200,6 @@ class OutboxRelay:
             headers=[(HEADER, str(row.id).encode())],
         )
         return future
-
-    async def publish(self, producer: AIOKafkaProducer, rows: list[PendingMessage]) -> None:
-        """Send ``rows``, wait for Kafka, mark them (recovery and tests)."""
-        futures = [await self._send(producer, row) for row in rows]
-        await asyncio.gather(*futures)
-        await self.db.mark_published([row.id for row in rows])
-        self.published += len(rows)
-        METRICS.inc("outbox_published_total", len(rows))
 
     async def _wait_for_rows(self, stop: asyncio.Event) -> None:
         """Until a consumer here commits, the poll interval passes, or we are stopped."""

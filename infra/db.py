@@ -323,26 +323,6 @@ class UnitOfWork:
         if rows:
             self._states.append((table, rows))
 
-    def add(self, row: Base) -> None:
-        self._objects.append(row)
-
-    async def upsert_usage(
-        self, key: str, scope: str, ident: str, month: str, value: dict[str, Any], final: bool
-    ) -> None:
-        await self.upsert_usage_rows(
-            [
-                {
-                    "key": key,
-                    "scope": scope,
-                    "ident": ident,
-                    "month": month,
-                    "value": value,
-                    "final": final,
-                    "updated_at": utcnow(),
-                }
-            ]
-        )
-
     async def upsert_usage_rows(self, rows: list[dict[str, Any]]) -> None:
         """The latest ``usage-monthly`` values, one row per key."""
         self._usage.extend(rows)
