@@ -115,15 +115,22 @@ class Child:
 
     def rss_mib(self) -> float | None:
         """VmRSS of the child and of all its descendants, from ``/proc``."""
+        per_process = self.rss_by_process()
+        return None if per_process is None else round(sum(per_process.values()), 1)
+
+    def rss_by_process(self) -> dict[str, float] | None:
+        """VmRSS in MiB of the child and each descendant, by ``pid command line``."""
         if self.proc is None or self.proc.poll() is not None:
             return None
-        total_kib = 0
+        out: dict[str, float] = {}
         for pid in [self.proc.pid, *descendants(self.proc.pid)]:
             with contextlib.suppress(OSError, ValueError, IndexError):
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                name = " ".join(a.decode(errors="replace") for a in args[-3:] if a)
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
-                        total_kib += int(line.split()[1])
-        return round(total_kib / 1024, 1)
+                        out[f"{pid} {name}"] = round(int(line.split()[1]) / 1024, 1)
+        return out
 
 
 def descendants(root: int) -> list[int]:

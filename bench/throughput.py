@@ -126,8 +126,14 @@ async def pre_produced(
         running = child
 
         def sample(decided: int) -> None:
+            per_process = running.rss_by_process() or {}
             rss.append(
-                {"decided": decided, "rss_mib": running.rss_mib(), "at": round(time.time(), 3)}
+                {
+                    "decided": decided,
+                    "rss_mib": round(sum(per_process.values()), 1) if per_process else None,
+                    "by_process": per_process,
+                    "at": round(time.time(), 3),
+                }
             )
 
         for point in rss_at:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,11 +52,15 @@ class ReplayReport:
         return "\n".join(lines)
 
 
-async def read_decisions(settings: Settings) -> list[bytes]:
+Progress = Callable[[int, int], None]
+"""Told (decisions read, decisions to read) as the log is read: the CLI draws a bar."""
+
+
+async def read_decisions(settings: Settings, on_progress: Progress | None = None) -> list[bytes]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
-    await consumer.start()
     values: list[bytes] = []
     try:
+        await consumer.start()
         await consumer._client.force_metadata_update()
         topic = settings.topics.decisions
         partitions = [
@@ -65,12 +70,18 @@ async def read_decisions(settings: Settings) -> list[bytes]:
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         remaining = {tp for tp in partitions if ends[tp] > 0}
+        total = 0
+        if on_progress is not None and partitions:
+            starts = await consumer.beginning_offsets(partitions)
+            total = sum(ends[tp] - starts[tp] for tp in partitions)
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=1000)
             for tp, records in batches.items():
                 values.extend(r.value for r in records)
                 if records and records[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
+            if on_progress is not None:
+                on_progress(len(values), max(total, len(values)))
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
@@ -102,12 +113,14 @@ def differences(live: dict[str, Any], rebuilt: dict[str, Any]) -> list[str]:
     return problems
 
 
-async def replay(settings: Settings, into: Path | None = None) -> ReplayReport:
+async def replay(
+    settings: Settings, into: Path | None = None, on_progress: Progress | None = None
+) -> ReplayReport:
     target = into or Path(tempfile.mkdtemp(prefix="spaces-replay-")) / "replay.db"
     if target.exists():
         raise SystemExit(f"{target} exists: replay rebuilds into an empty database")
     report = ReplayReport(target=str(target))
-    rooms = rebuild(await read_decisions(settings), report)
+    rooms = rebuild(await read_decisions(settings, on_progress), report)
     now: datetime = utcnow()
 
     rebuilt_db = Database(

@@ -4,12 +4,17 @@ A request is published with ``acks=all`` by the idempotent producer and keeps
 its ``event_id`` across retries, so however often it arrives it is decided
 once. The answer is read from ``decisions`` and matched by ``caused_by``;
 ``broker.request()`` (request/reply) is not used because it does not work
-against a real broker and the contract has no reply topic.
+against a real broker and the contract has no reply topic. An input the room
+authority cannot decide (a check-out of an unknown room, say) gets no decision
+but a dead letter, so ``dead-letters`` is read too and such a request fails at
+once with ``Refused`` instead of waiting out its timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -37,6 +42,7 @@ from schemas.inputs import (
     RoomConfigured,
     SessionScheduled,
 )
+from schemas.outputs import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,26 @@ _TOPIC_OF: dict[type[Any], str] = {
 
 class NoDecision(TimeoutError):
     """No decision arrived in time (is ``spaces run`` running?)."""
+
+    def __init__(self, event: AnyInput, attempts: int, wait_s: float) -> None:
+        super().__init__(
+            f"no decision for {event.type} {event.event_id} in {event.room_id!r} after "
+            f"{attempts} attempts of {wait_s:g}s: is `spaces run` running?"
+        )
+        self.event = event
+
+
+class Refused(RuntimeError):
+    """The room authority dead-lettered the input: no decision will ever come for it."""
+
+    def __init__(self, event: AnyInput, reason: str) -> None:
+        super().__init__(f"{event.type} for {event.room_id!r} was not decided: {reason}")
+        self.event = event
+        self.reason = reason
+
+
+class TopicMissing(RuntimeError):
+    """A topic of the contract does not exist on the cluster (yet)."""
 
 
 def topic_for(settings: Settings, event: AnyInput) -> str:
@@ -88,8 +114,8 @@ async def publish_input(
 async def publish_all(settings: Settings, events: Iterable[AnyInput]) -> None:
     """Publish inputs without waiting for decisions (admin tools, traffic, tests)."""
     producer = make_producer(settings)
-    await producer.start()
     try:
+        await producer.start()
         futures = [await publish_input(producer, settings, event) for event in events]
         await asyncio.gather(*futures)
     finally:
@@ -107,7 +133,7 @@ class DecisionClient:
         self._reader: asyncio.Task[None] | None = None
         self._waiting: dict[UUID, asyncio.Future[list[Decision]]] = {}
         self._collected: dict[UUID, list[Decision]] = {}
-        self._mine: set[UUID] = set()
+        self._mine: dict[UUID, AnyInput] = {}
 
     async def __aenter__(self) -> DecisionClient:
         await self.start()
@@ -122,6 +148,14 @@ class DecisionClient:
         await self.stop()
 
     async def start(self) -> None:
+        """Connect; on any failure close what was opened (no "Unclosed AIOKafkaProducer")."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         self._producer = make_producer(self.settings)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
@@ -130,26 +164,37 @@ class DecisionClient:
             isolation_level="read_committed",
         )
         await self._consumer.start()
-        topic = self.settings.topics.decisions
-        partitions = self._consumer.partitions_for_topic(topic)
-        if not partitions:
-            await self._consumer._client.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            raise RuntimeError(f"topic {topic!r} does not exist: run `spaces infra up` first")
-        count = len(partitions)
-        wanted = (
-            sorted(partitions)
-            if self._rooms is None
-            else sorted({partition_for(room, count) for room in self._rooms})
-        )
-        assignment = [TopicPartition(topic, p) for p in wanted]
+        topics = self.settings.topics
+        assignment = await self._partitions_to_read(topics.decisions, required=True)
+        assignment += await self._partitions_to_read(topics.dead_letters, required=False)
         self._consumer.assign(assignment)
         # Decisions made from now on are ours to read; older ones are not needed.
         await self._consumer.seek_to_end(*assignment)
         for tp in assignment:
             await self._consumer.position(tp)
         self._reader = asyncio.create_task(self._read())
+
+    async def _partitions_to_read(self, topic: str, *, required: bool) -> list[TopicPartition]:
+        """The partitions of ``topic`` that hold our rooms (every partition without rooms)."""
+        assert self._consumer is not None
+        partitions = self._consumer.partitions_for_topic(topic)
+        if not partitions:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            if required:
+                raise TopicMissing(
+                    f"topic {topic!r} does not exist at {self.settings.bootstrap}: "
+                    "run `spaces infra up` first"
+                )
+            return []
+        count = len(partitions)
+        wanted = (
+            sorted(partitions)
+            if self._rooms is None
+            else sorted({partition_for(room, count) for room in self._rooms})
+        )
+        return [TopicPartition(topic, p) for p in wanted]
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -166,11 +211,20 @@ class DecisionClient:
             batches = await self._consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 for record in records:
-                    try:
-                        decision = DECISION_ADAPTER.validate_json(record.value)
-                    except ValidationError:
-                        continue
-                    self._deliver(decision)
+                    self.receive(record.topic, record.value)
+
+    def receive(self, topic: str, value: bytes | None) -> None:
+        """One record read from ``decisions`` or ``dead-letters``: resolve whoever waits for it."""
+        if value is None:
+            return
+        if topic == self.settings.topics.dead_letters:
+            self._refuse(value)
+            return
+        try:
+            decision = DECISION_ADAPTER.validate_json(value)
+        except ValidationError:
+            return
+        self._deliver(decision)
 
     def _deliver(self, decision: AnyDecision) -> None:
         cause = decision.caused_by
@@ -180,6 +234,25 @@ class DecisionClient:
         future = self._waiting.get(cause)
         if future is not None and not future.done():
             future.set_result(self._collected[cause])
+
+    def _refuse(self, value: bytes) -> None:
+        try:
+            letter = DeadLetter.model_validate_json(value)
+            original = json.loads(base64.b64decode(letter.original))
+            event_id = UUID(str(original["event_id"]))
+        except (ValidationError, ValueError, TypeError, KeyError):
+            return
+        event = self._mine.get(event_id)
+        future = self._waiting.get(event_id)
+        if event is not None and future is not None and not future.done():
+            future.set_exception(Refused(event, letter.reason))
+
+    def expect(self, event: AnyInput) -> asyncio.Future[list[Decision]]:
+        """Start listening for the decisions ``event`` causes (before it is sent)."""
+        future: asyncio.Future[list[Decision]] = asyncio.get_running_loop().create_future()
+        self._waiting[event.event_id] = future
+        self._mine[event.event_id] = event
+        return future
 
     async def send(self, event: AnyInput) -> None:
         assert self._producer is not None, "start() the client first"
@@ -192,13 +265,11 @@ class DecisionClient:
 
         Without an answer in ``timeout`` seconds the same event (same ``event_id``) is
         sent again, up to ``attempts`` times in all: the room authority decides it once
-        however often it arrives, and we keep listening for the first answer.
+        however often it arrives, and we keep listening for the first answer. Raises
+        ``Refused`` as soon as the input shows up on ``dead-letters`` instead.
         """
         wait_s = timeout or self.settings.kiosk_timeout_s
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Decision]] = loop.create_future()
-        self._waiting[event.event_id] = future
-        self._mine.add(event.event_id)
+        future = self.expect(event)
         try:
             for attempt in range(1, attempts + 1):
                 await self.send(event)
@@ -207,17 +278,19 @@ class DecisionClient:
                     return decisions[0]
                 except TimeoutError:
                     log.warning(
-                        "no decision yet",
+                        "no decision yet for %s in %s after %.0fs (attempt %d of %d)",
+                        event.type,
+                        event.room_id,
+                        wait_s,
+                        attempt,
+                        attempts,
                         extra={
                             "event_id": str(event.event_id),
                             "room": event.room_id,
                             "attempt": attempt,
                         },
                     )
-            raise NoDecision(
-                f"no decision for {event.type} {event.event_id} after {attempts} attempts "
-                f"of {wait_s}s (is `spaces run` running?)"
-            )
+            raise NoDecision(event, attempts, wait_s)
         finally:
             self._waiting.pop(event.event_id, None)
 
