@@ -8,6 +8,11 @@ The rooms of the partitions this member owns stay in memory between batches: a
 room is read from the database once after an assignment, and a batch writes back
 only the rooms it changed, each guarded by its version (a member that lost the
 partition cannot overwrite the new owner's state).
+
+Booking ids are never reused, but a room's state forgets bookings two days after they
+end: every id a room answered is kept apart, in ``booking_ids``. A batch reads the rows
+of the ids its requests carry (one query), hands the rules what it found, and writes the
+ids it answered with the rooms.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from schemas.inputs import (
     CAPACITY_ADAPTER,
     CHECKIN_ADAPTER,
     AnyInput,
+    BookingRequested,
     ClockTick,
 )
 from schemas.outputs import Occupancy
@@ -44,7 +50,7 @@ log = logging.getLogger(__name__)
 def policy_from(settings: Settings) -> Policy:
     return Policy(
         no_show_grace=timedelta(minutes=settings.no_show_grace_minutes),
-        early_arrival=timedelta(minutes=settings.no_show_grace_minutes),
+        early_arrival=timedelta(minutes=settings.early_arrival_minutes),
         late_tolerance=timedelta(minutes=settings.late_checkin_tolerance_minutes),
     )
 
@@ -83,6 +89,9 @@ class RoomAuthority:
         """Rooms the batch in flight changed, with the decisions it made about each."""
         self.gauges: dict[str, Occupancy] = {}
         """Occupancy of rooms whose occupancy or capacity the batch in flight changed."""
+        self.answered: dict[str, set[str]] = {}
+        """Booking ids of the batch in flight's requests that their room answered before,
+        by room, and the ones the batch answers: what the rules cannot see in the state."""
 
     def parse(self, record: Record) -> AnyInput | str:
         adapter = self.adapters.get(record.topic)
@@ -108,6 +117,10 @@ class RoomAuthority:
         return None if isinstance(event, ClockTick) else str(event.event_id)
 
     async def load(self, uow: UnitOfWork, events: Sequence[AnyInput]) -> None:
+        requested = {(e.room_id, e.booking_id) for e in events if isinstance(e, BookingRequested)}
+        self.answered = {}
+        for room_id, booking_id in await uow.booking_ids_seen(requested):
+            self.answered.setdefault(room_id, set()).add(booking_id)
         missing = {event.room_id for event in events} - self.rooms.keys()
         if not missing:
             return
@@ -125,12 +138,18 @@ class RoomAuthority:
         self.touched.add(room_id)
         before = _fingerprint(room)
         gauge = _gauge(room)
+        answered = self.answered.setdefault(room_id, set())
         try:
-            room, decisions = decide(room, event, now, self.policy)
+            decided_by, decisions = decide(room, event, now, self.policy, answered)
         except Unprocessable as error:
             dead_letter(uow, self.settings, record, str(error), self.group, now)
             return
-        self.rooms[room_id] = room
+        # A configured room answered this id (whatever the answer): never taken again.
+        requested = event.booking_id if isinstance(event, BookingRequested) else None
+        if requested is not None and room is not None and requested not in answered:
+            answered.add(requested)
+            uow.remember_booking_id(room_id, requested)
+        room = self.rooms[room_id] = decided_by
         if not decisions and _fingerprint(room) == before:
             return  # a tick with nothing to do
         topics = self.settings.topics
@@ -190,6 +209,7 @@ class RoomAuthority:
         self.touched.clear()
         self.decided.clear()
         self.gauges.clear()
+        self.answered = {}
         # Bounded memory: a member owning more rooms than it keeps reads the oldest
         # again when they come back (they were all written back by now).
         excess = len(self.rooms) - self.settings.state_cache_size
@@ -206,3 +226,4 @@ class RoomAuthority:
         self.touched.clear()
         self.decided.clear()
         self.gauges.clear()
+        self.answered = {}

@@ -5,6 +5,9 @@ order must give the state the room authority holds. Two things are not in the
 log and are left out of the comparison: the clock's bookkeeping of the last
 closing (a tick that checks nobody out decides nothing) and bookings and
 sessions the authority already pruned (ended more than ``KEEP_HISTORY`` ago).
+
+The room authority's memory of the booking ids it answered (kept apart from the
+room's state, which forgets) is in the log too: ``seen_booking_id``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from schemas.decisions import (
     AnyDecision,
     BookingCancelled,
     BookingConfirmed,
+    BookingRejected,
+    BookingRejectReason,
     BookingReleased,
     CapacityChanged,
     CheckinAdmitted,
@@ -89,12 +94,36 @@ def apply(room: Room | None, decision: AnyDecision) -> Room | None:
         case CheckinAdmitted():
             room.occupancy = decision.occupancy
             if decision.attended_booking_id in room.bookings:
-                room.bookings[decision.attended_booking_id].checked_in = True
+                booking = room.bookings[decision.attended_booking_id]
+                booking.checked_in = True
+                # As the rule counts: the party's persons still expected, the rest unbooked.
+                booking.arrived += min(decision.party_size, booking.expected)
         case CheckoutRecorded():
             room.occupancy = decision.occupancy
         case _:
             pass
     return room
+
+
+_ANSWERS_TO_A_CANCEL: frozenset[BookingRejectReason] = frozenset(
+    {"unknown_room", "unknown_booking", "booking_ended"}
+)
+"""``booking.rejected`` reasons that answer a cancel (or a request for a room that does not
+exist, which remembers nothing): every other one answers a request of a configured room."""
+
+
+def seen_booking_id(decision: AnyDecision) -> str | None:
+    """The booking id a decision makes answered in its room for good, if any.
+
+    A ``booking.requested`` for a configured room is answered ``booking.confirmed`` or
+    ``booking.rejected`` (any reason but the ones above); from then on the id is a
+    duplicate there (``duplicate_booking_id``), however long after.
+    """
+    if isinstance(decision, BookingConfirmed):
+        return decision.booking_id
+    if isinstance(decision, BookingRejected) and decision.reason not in _ANSWERS_TO_A_CANCEL:
+        return decision.booking_id
+    return None
 
 
 def comparable(room: Room, now: datetime) -> dict[str, Any]:

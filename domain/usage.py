@@ -12,11 +12,14 @@ Months are the room's *local* months (the ``timezone`` of its ``room.configured`
 
 Cost: folding one decision does not depend on the number of rooms of the center nor on the
 room's history (amortised: what pruning drops, an earlier decision added). A room caches its
-open minutes per month; a center keeps the sum of its rooms' daily open minutes as changes by
-local date (a room whose hours change adjusts it by its own difference) and the sum of their
-occupancies; bookings are forgotten by the UTC day their interval ends; member sets and
-opening periods are pruned from sorted indexes, so a decision that drops nothing looks at
-nothing.
+open minutes per month; a center keeps, per kind of opening hours (time zone, opens, closes),
+how many of its rooms have them and their summed capacity as changes by local date (a room
+whose rules change adjusts them by its own difference), the sum of their occupancies, and
+caches its months' open minutes until a rule changes; bookings are forgotten by the UTC day
+their interval ends; member sets and opening periods are pruned from sorted indexes, so a
+decision that drops nothing looks at nothing. Open minutes are real elapsed minutes
+(``domain.opening_hours``): a day's wall-clock minutes plus a DST correction that is cached
+per kind of hours and month and is not zero on a handful of days a year.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar, Literal
+from functools import lru_cache
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
+from domain import opening_hours
 from schemas.common import parse_hhmm
 from schemas.decisions import (
     AnyDecision,
@@ -37,6 +42,7 @@ from schemas.decisions import (
     BookingConfirmed,
     BookingRejected,
     BookingReleased,
+    CapacityChanged,
     CheckinAdmitted,
     CheckinDenied,
     CheckoutRecorded,
@@ -50,6 +56,7 @@ __all__ = [
     "MEMBER_SET_RETENTION_MONTHS",
     "STATE_VERSION",
     "ActiveBooking",
+    "CapacityPeriod",
     "CenterRoom",
     "CenterUsage",
     "MonthUsage",
@@ -69,10 +76,11 @@ subtracts no hours."""
 MEMBER_SET_RETENTION_MONTHS = 2
 """Member-id sets of final months more than this many months before the newest decision's
 month are dropped; ``unique_members`` of those months is frozen from then on."""
-STATE_VERSION = 2
+STATE_VERSION = 3
 """Version of the documents :meth:`RoomUsage.to_json` and :meth:`CenterUsage.to_json` write.
-Version 1 documents are still read (``from_json`` converts them)."""
-_READABLE_VERSIONS = (1, 2)
+Versions 1 and 2 are still read (``from_json`` converts them; what they did not keep, the
+capacities and the room's occupancy, is learnt from the next decisions)."""
+_READABLE_VERSIONS = (1, 2, 3)
 
 Counter = Literal[
     "bookings_confirmed",
@@ -82,6 +90,8 @@ Counter = Literal[
     "booked_seconds",
     "visits",
     "checkins_denied",
+    "person_seconds",
+    "bookings_attended",
 ]
 COUNTERS: tuple[Counter, ...] = (
     "bookings_confirmed",
@@ -91,10 +101,14 @@ COUNTERS: tuple[Counter, ...] = (
     "booked_seconds",
     "visits",
     "checkins_denied",
+    "person_seconds",
+    "bookings_attended",
 )
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-_Values = tuple[int, ...]
+_Values = tuple[int | datetime | None, ...]
+_Kind = tuple[str, int, int]
+"""Opening hours of a room as the center sums them: (time zone, opens, closes)."""
 
 
 # --- months ---------------------------------------------------------------------------
@@ -155,12 +169,23 @@ def _split_by_month(starts_at: datetime, ends_at: datetime, tz: str) -> dict[str
     return seconds
 
 
-# --- opening hours --------------------------------------------------------------------
+# --- opening hours and capacity -------------------------------------------------------
+
+
+def _wall_minutes(opens: int, closes: int) -> int:
+    """Minutes on the clock of the opening that starts a day (overnight: until ``closes``
+    the next day); the DST correction is added separately (:func:`_dst_corrections`)."""
+    if opening_hours.ends_next_day(opens, closes):
+        return closes + opening_hours.MINUTES_PER_DAY - opens
+    return closes - opens
 
 
 @dataclass(frozen=True)
 class OpeningPeriod:
-    """Opening hours in force from the local date ``effective`` on (minutes since midnight)."""
+    """Opening hours in force from the local date ``effective`` on (minutes since midnight).
+
+    ``closes <= opens`` is an opening that ends the next day; each opening counts for the
+    day it starts on."""
 
     effective: date
     opens: int
@@ -168,7 +193,8 @@ class OpeningPeriod:
 
     @property
     def daily_minutes(self) -> int:
-        return max(0, self.closes - self.opens)
+        """Wall-clock minutes of one opening (a DST day differs: see ``_dst_corrections``)."""
+        return _wall_minutes(self.opens, self.closes)
 
     def to_json(self) -> list[Any]:
         return [self.effective.isoformat(), self.opens, self.closes]
@@ -179,20 +205,49 @@ class OpeningPeriod:
         return cls(date.fromisoformat(str(effective)), int(opens), int(closes))
 
 
-def _with_period(periods: list[OpeningPeriod], new: OpeningPeriod) -> list[OpeningPeriod]:
-    """``periods`` with ``new`` in force from its date (same date: replaced), normalised."""
-    by_date = {p.effective: p for p in periods}
+@dataclass(frozen=True)
+class CapacityPeriod:
+    """The room's capacity in force from the local date ``effective`` on (that whole day)."""
+
+    effective: date
+    capacity: int
+
+    def to_json(self) -> list[Any]:
+        return [self.effective.isoformat(), self.capacity]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> CapacityPeriod:
+        effective, capacity = data
+        return cls(date.fromisoformat(str(effective)), int(capacity))
+
+
+class _Dated(Protocol):
+    @property
+    def effective(self) -> date: ...
+
+
+_D = TypeVar("_D", bound=_Dated)
+
+
+def _with_dated(items: list[_D], new: _D, same: Callable[[_D, _D], bool]) -> list[_D]:
+    """``items`` with ``new`` in force from its date (same date: replaced), normalised:
+    an entry that changes nothing against the one before it is dropped."""
+    by_date = {item.effective: item for item in items}
     by_date[new.effective] = new
-    normalised: list[OpeningPeriod] = []
-    for period in sorted(by_date.values(), key=lambda p: p.effective):
-        previous = normalised[-1] if normalised else None
-        if previous is not None and (previous.opens, previous.closes) == (
-            period.opens,
-            period.closes,
-        ):
-            continue  # same hours as before: no change in force
-        normalised.append(period)
+    normalised: list[_D] = []
+    for item in sorted(by_date.values(), key=lambda i: i.effective):
+        if normalised and same(normalised[-1], item):
+            continue  # no change in force
+        normalised.append(item)
     return normalised
+
+
+def _with_period(periods: list[OpeningPeriod], new: OpeningPeriod) -> list[OpeningPeriod]:
+    return _with_dated(periods, new, lambda a, b: (a.opens, a.closes) == (b.opens, b.closes))
+
+
+def _with_capacity(capacities: list[CapacityPeriod], new: CapacityPeriod) -> list[CapacityPeriod]:
+    return _with_dated(capacities, new, lambda a, b: a.capacity == b.capacity)
 
 
 def _month_days(month: str) -> tuple[int, int]:
@@ -201,43 +256,121 @@ def _month_days(month: str) -> tuple[int, int]:
     return date(year, mon, 1).toordinal(), calendar.monthrange(year, mon)[1]
 
 
-def _open_minutes(periods: list[OpeningPeriod], month: str) -> int:
-    """Sum over the local days of ``month`` of (closes - opens) of the hours in force.
+@lru_cache(maxsize=65_536)
+def _dst_corrections(tz: str, opens: int, closes: int, month: str) -> tuple[tuple[int, int], ...]:
+    """(date ordinal, real minus wall-clock minutes) of the days of ``month`` whose opening
+    a DST change lengthens or shortens. Empty in a zone without DST. Pure, so cached."""
+    first, days = _month_days(month)
+    zone = ZoneInfo(tz)
+    wall = _wall_minutes(opens, closes)
+    corrections: list[tuple[int, int]] = []
+    for ordinal in range(first, first + days):
+        real = opening_hours.open_minutes(date.fromordinal(ordinal), opens, closes, zone)
+        if real != wall:
+            corrections.append((ordinal, real - wall))
+    return tuple(corrections)
 
-    ``periods`` is sorted by effective date; each is in force until the next one. O(periods).
+
+@dataclass(frozen=True)
+class _Segment:
+    """From date ordinal ``start`` on: these hours (``None``: not open) and capacity."""
+
+    start: int
+    hours: tuple[int, int] | None
+    capacity: int
+
+
+def _segments(periods: list[OpeningPeriod], capacities: list[CapacityPeriod]) -> list[_Segment]:
+    """Hours and capacity together, as one step function of the local date."""
+    days = sorted({p.effective for p in periods} | {c.effective for c in capacities})
+    segments: list[_Segment] = []
+    hours: tuple[int, int] | None = None
+    capacity = 0
+    p = c = 0
+    for day in days:
+        while p < len(periods) and periods[p].effective <= day:
+            hours = (periods[p].opens, periods[p].closes)
+            p += 1
+        while c < len(capacities) and capacities[c].effective <= day:
+            capacity = capacities[c].capacity
+            c += 1
+        if segments and (segments[-1].hours, segments[-1].capacity) == (hours, capacity):
+            continue
+        segments.append(_Segment(day.toordinal(), hours, capacity))
+    return segments
+
+
+def _open_minutes(
+    periods: list[OpeningPeriod], capacities: list[CapacityPeriod], tz: str, month: str
+) -> tuple[int, int]:
+    """(open minutes, capacity x open minutes) of one room over the local days of ``month``.
+
+    Each day counts the real minutes of the opening that starts on it, with the hours and the
+    capacity in force that day. O(periods + capacities) and the month's DST days.
     """
     first, days = _month_days(month)
     end = first + days
-    total = 0
-    for index, period in enumerate(periods):
-        start = max(first, period.effective.toordinal())
-        stop = (
-            end if index + 1 == len(periods) else min(end, periods[index + 1].effective.toordinal())
+    segments = _segments(periods, capacities)
+    minutes = capacity_minutes = 0
+    for index, segment in enumerate(segments):
+        if segment.hours is None:
+            continue
+        start = max(first, segment.start)
+        stop = end if index + 1 == len(segments) else min(end, segments[index + 1].start)
+        if stop <= start:
+            continue
+        opens, closes = segment.hours
+        part = (stop - start) * _wall_minutes(opens, closes)
+        part += sum(
+            delta
+            for day, delta in _dst_corrections(tz, opens, closes, month)
+            if start <= day < stop
         )
-        if stop > start:
-            total += (stop - start) * period.daily_minutes
-    return total
+        minutes += part
+        capacity_minutes += segment.capacity * part
+    return minutes, capacity_minutes
 
 
-def _steps(periods: Iterable[OpeningPeriod]) -> list[tuple[int, int]]:
-    """``periods`` as changes of daily open minutes: (date ordinal, delta), no zero deltas."""
-    changes: list[tuple[int, int]] = []
-    previous = 0
-    for period in periods:
-        delta = period.daily_minutes - previous
-        previous = period.daily_minutes
-        if delta:
-            changes.append((period.effective.toordinal(), delta))
+def _steps(
+    tz: str, periods: list[OpeningPeriod], capacities: list[CapacityPeriod]
+) -> list[tuple[_Kind, int, int, int]]:
+    """A room's rules as changes of the center's sums: (kind, date ordinal, rooms delta,
+    capacity delta), no all-zero change."""
+    changes: list[tuple[_Kind, int, int, int]] = []
+    hours: tuple[int, int] | None = None
+    capacity = 0
+    for segment in _segments(periods, capacities):
+        if hours is not None and hours == segment.hours:  # the same hours, another capacity
+            changes.append(((tz, *hours), segment.start, 0, segment.capacity - capacity))
+        else:
+            if hours is not None:
+                changes.append(((tz, *hours), segment.start, -1, -capacity))
+            if segment.hours is not None:
+                changes.append(((tz, *segment.hours), segment.start, 1, segment.capacity))
+        hours, capacity = segment.hours, segment.capacity
     return changes
 
 
-def _prune_periods(periods: list[OpeningPeriod], cutoff: date) -> list[OpeningPeriod]:
-    """Keep what decides the hours of every day from ``cutoff`` on."""
+def _prune_periods(items: list[_D], cutoff: date) -> list[_D]:
+    """Keep what decides every day from ``cutoff`` on (hours or capacities)."""
     keep_from = 0
-    for index, period in enumerate(periods):
-        if period.effective <= cutoff:
+    for index, item in enumerate(items):
+        if item.effective <= cutoff:
             keep_from = index
-    return periods[keep_from:]
+    return items[keep_from:]
+
+
+def _prunable_day(periods: list[OpeningPeriod], capacities: list[CapacityPeriod]) -> int | None:
+    """The first cutoff (date ordinal) at which pruning would shorten these lists."""
+    days = [items[1].effective.toordinal() for items in (periods, capacities) if len(items) > 1]
+    return min(days) if days else None
+
+
+def _in_force(periods: list[OpeningPeriod], day: date) -> OpeningPeriod | None:
+    for period in reversed(periods):
+        if period.effective <= day:
+            return period
+    return None
 
 
 # --- per-month figures ----------------------------------------------------------------
@@ -248,13 +381,21 @@ class MonthUsage:
     """The figures of one month of one room or center."""
 
     counts: dict[str, int] = field(default_factory=dict)
-    """Additive counters (see ``COUNTERS``); ``booked_seconds`` is kept exact in seconds."""
+    """Additive counters (see ``COUNTERS``); ``booked_seconds`` and ``person_seconds`` are
+    kept exact in seconds."""
     peak_occupancy: int = 0
+    peak_at: datetime | None = None
+    """When ``peak_occupancy`` was first reached (local time of the room); ``None`` while 0."""
     members: set[str] | None = field(default_factory=set)
     """Distinct member ids; ``None`` once dropped (then ``unique_members`` is frozen)."""
     unique_members: int = 0
     open_minutes: int | None = None
     """Frozen at close; ``None`` while open (then computed from the opening periods)."""
+    capacity_minutes: int | None = None
+    """Capacity x open minutes, frozen at close like ``open_minutes``."""
+    attendance_counted: bool = True
+    """False for a month read from a document written before attendance was counted: its
+    ``bookings_attended`` misses the check-ins before then, so it has no no-show rate."""
     final: bool = False
     revision: int = 0
     revised_after_close: bool = False
@@ -271,37 +412,57 @@ class MonthUsage:
         self.members.add(member_id)
         self.unique_members = len(self.members)
 
-    def values(self, open_minutes: int) -> _Values:
+    def reach(self, occupancy: int, at: datetime) -> None:
+        """An occupancy seen at ``at``: a new peak, or the same peak reached earlier."""
+        if occupancy > self.peak_occupancy:
+            self.peak_occupancy, self.peak_at = occupancy, at
+        elif occupancy == self.peak_occupancy > 0 and (self.peak_at is None or at < self.peak_at):
+            self.peak_at = at
+
+    def values(self, minutes: tuple[int, int]) -> _Values:
         return (
             *(self.get(c) for c in COUNTERS),
             self.peak_occupancy,
+            self.peak_at,
             self.unique_members,
-            open_minutes,
+            *minutes,
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "counts": {c: self.get(c) for c in COUNTERS},
             "peak_occupancy": self.peak_occupancy,
+            "peak_at": None if self.peak_at is None else self.peak_at.isoformat(),
             "members": None if self.members is None else sorted(self.members),
             "unique_members": self.unique_members,
             "open_minutes": self.open_minutes,
+            "capacity_minutes": self.capacity_minutes,
             "final": self.final,
             "revision": self.revision,
             "revised_after_close": self.revised_after_close,
         }
+        if not self.attendance_counted:
+            document["attendance_counted"] = False
+        return document
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MonthUsage:
         counts = data.get("counts") or {}
         members = data.get("members")
         open_minutes = data.get("open_minutes")
+        capacity_minutes = data.get("capacity_minutes")
+        peak_at = data.get("peak_at")
+        # Documents before version 3 did not count attendance (nor write this flag).
+        attendance_counted = bool(data.get("attendance_counted", "bookings_attended" in counts))
         return cls(
             counts={c: int(counts.get(c, 0)) for c in COUNTERS},
             peak_occupancy=int(data.get("peak_occupancy", 0)),
+            peak_at=None if peak_at is None else _datetime_from_json(peak_at),
             members=None if members is None else {str(m) for m in members},
             unique_members=int(data.get("unique_members", 0)),
             open_minutes=None if open_minutes is None else int(open_minutes),
+            capacity_minutes=None if capacity_minutes is None else int(capacity_minutes),
+            attendance_counted=attendance_counted,
             final=bool(data.get("final", False)),
             revision=int(data.get("revision", 0)),
             revised_after_close=bool(data.get("revised_after_close", False)),
@@ -313,11 +474,18 @@ def _aggregate(
     ident: str,
     month: str,
     stats: MonthUsage,
-    open_minutes: int,
+    minutes: tuple[int, int],
     now: datetime,
 ) -> UsageMonthly:
+    open_minutes, capacity_minutes = minutes
     booked_seconds = stats.get("booked_seconds")
     utilization = round(booked_seconds / (open_minutes * 60), 4) if open_minutes > 0 else 0.0
+    person_seconds = stats.get("person_seconds")
+    occupancy_utilization = (
+        round(person_seconds / (capacity_minutes * 60), 4) if capacity_minutes > 0 else 0.0
+    )
+    no_shows, attended = stats.get("no_shows"), stats.get("bookings_attended")
+    reached_start = no_shows + attended if stats.attendance_counted else 0
     return UsageMonthly(
         scope=scope,
         id=ident,
@@ -325,7 +493,7 @@ def _aggregate(
         bookings_confirmed=stats.get("bookings_confirmed"),
         bookings_rejected=stats.get("bookings_rejected"),
         bookings_cancelled=stats.get("bookings_cancelled"),
-        no_shows=stats.get("no_shows"),
+        no_shows=no_shows,
         booked_hours=round(booked_seconds / 3600, 4),
         open_hours=round(open_minutes / 60, 4),
         utilization=float(utilization),
@@ -337,6 +505,13 @@ def _aggregate(
         updated_at=now,
         revision=stats.revision,
         revised_after_close=stats.revised_after_close,
+        person_hours=round(person_seconds / 3600, 4),
+        capacity_hours=round(capacity_minutes / 60, 4),
+        occupancy_utilization=float(occupancy_utilization),
+        bookings_attended=attended,
+        no_show_rate=round(no_shows / reached_start, 4) if reached_start > 0 else None,
+        peak_at=stats.peak_at,
+        peak_hour=None if stats.peak_at is None else stats.peak_at.hour,
     )
 
 
@@ -421,15 +596,20 @@ class ActiveBooking:
     start_month: str
     seconds: dict[str, int]
     """Booked seconds this booking added to each local month."""
+    attended: bool = False
+    """A check-in was admitted for it (counted once in ``bookings_attended``)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "member_id": self.member_id,
             "starts_at": self.starts_at.isoformat(),
             "ends_at": self.ends_at.isoformat(),
             "start_month": self.start_month,
             "seconds": dict(sorted(self.seconds.items())),
         }
+        if self.attended:
+            document["attended"] = True
+        return document
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ActiveBooking:
@@ -439,13 +619,14 @@ class ActiveBooking:
             ends_at=_datetime_from_json(data["ends_at"]),
             start_month=str(data["start_month"]),
             seconds={str(m): int(s) for m, s in data["seconds"].items()},
+            attended=bool(data.get("attended", False)),
         )
 
 
 def _check_document(data: dict[str, Any], scope: str) -> int:
     version = data.get("version")
     if version not in _READABLE_VERSIONS or data.get("scope") != scope:
-        raise ValueError(f"not a {scope} usage document of version 1 or 2")
+        raise ValueError(f"not a {scope} usage document of version 1, 2 or 3")
     return int(version)
 
 
@@ -460,7 +641,7 @@ def _close(state: RoomUsage | CenterUsage, month: str) -> None:
     stats = state.months.setdefault(month, MonthUsage())
     if stats.final:
         return
-    stats.open_minutes = state.open_minutes(month)
+    stats.open_minutes, stats.capacity_minutes = state.minutes(month)
     stats.final = True
     _remove_sorted(state._open, month)
     if stats.members is not None:
@@ -478,6 +659,8 @@ class RoomUsage:
     timezone: str = DEFAULT_TIMEZONE
     periods: list[OpeningPeriod] = field(default_factory=list)
     """Replaced, never changed in place (the open minutes per month are cached for it)."""
+    capacities: list[CapacityPeriod] = field(default_factory=list)
+    """Replaced, never changed in place, like ``periods``."""
     active: dict[str, ActiveBooking] = field(default_factory=dict)
     """Bookings confirmed and not (yet) cancelled or released. One that ends more than
     ``ACTIVE_BOOKING_RETENTION`` before ``latest`` counts as forgotten (it is dropped by the
@@ -488,14 +671,21 @@ class RoomUsage:
     months: dict[str, MonthUsage] = field(default_factory=dict)
     latest: datetime | None = None
     """The newest ``decided_at`` folded."""
+    occupancy: int = 0
+    """Persons inside after the last admission or check-out folded."""
+    occupied_since: datetime | None = None
+    """When ``occupancy`` was reached: the person-seconds since then are not counted yet
+    (``None``: unknown, e.g. a state written before they were kept)."""
 
     _open: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
     """The months of ``months`` not final, sorted."""
     _with_members: list[str] = field(default_factory=list, init=False, repr=False, compare=False)
     """The final months of ``months`` that still have their member set, sorted."""
-    _minutes: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
-    """Open minutes per month for the periods ``_minutes_of``."""
-    _minutes_of: list[OpeningPeriod] | None = field(
+    _minutes: dict[str, tuple[int, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """(open, capacity x open) minutes per month for the rules ``_minutes_of``."""
+    _minutes_of: tuple[list[OpeningPeriod], list[CapacityPeriod], str] | None = field(
         default=None, init=False, repr=False, compare=False
     )
     _expiry: dict[int, list[tuple[bool, str]]] = field(
@@ -513,31 +703,52 @@ class RoomUsage:
         for booking_id, ends_at in self.ended.items():
             self._expires(False, booking_id, ends_at)
 
-    def open_minutes(self, month: str) -> int:
-        """Frozen at close; else computed once per month and periods."""
+    def minutes(self, month: str) -> tuple[int, int]:
+        """(open, capacity x open) minutes of ``month``: frozen at close; else computed once
+        per month and rules."""
         stats = self.months.get(month)
         if stats is not None and stats.open_minutes is not None:
-            return stats.open_minutes
-        if self._minutes_of is not self.periods:
+            return stats.open_minutes, stats.capacity_minutes or 0
+        cached = self._minutes_of
+        if (
+            cached is None
+            or cached[0] is not self.periods
+            or cached[1] is not self.capacities
+            or cached[2] != self.timezone
+        ):
             self._minutes = {}
-            self._minutes_of = self.periods
+            self._minutes_of = (self.periods, self.capacities, self.timezone)
         minutes = self._minutes.get(month)
         if minutes is None:
-            minutes = self._minutes[month] = _open_minutes(self.periods, month)
+            minutes = self._minutes[month] = _open_minutes(
+                self.periods, self.capacities, self.timezone, month
+            )
         return minutes
+
+    def open_minutes(self, month: str) -> int:
+        return self.minutes(month)[0]
 
     def aggregate(self, month: str, now: datetime) -> UsageMonthly:
         """The current ``usage-monthly`` value of ``month`` (zeros if nothing happened)."""
         stats = self.months.get(month, MonthUsage())
-        return _aggregate("room", self.room_id, month, stats, self.open_minutes(month), now)
+        return _aggregate("room", self.room_id, month, stats, self.minutes(month), now)
 
     def _values(self, month: str) -> _Values | None:
         stats = self.months.get(month)
-        return None if stats is None else stats.values(self.open_minutes(month))
+        return None if stats is None else stats.values(self.minutes(month))
 
     def _reference_month(self, now: datetime) -> str:
         latest = now if self.latest is None else max(self.latest, now)
         return local_month(latest, self.timezone)
+
+    def _closing_before(self, at: datetime) -> datetime:
+        """The closing the clock's check-out at ``at`` stands for: the latest closing at or
+        before ``at`` by the hours in force that day (``at`` itself without hours)."""
+        zone = ZoneInfo(self.timezone)
+        period = _in_force(self.periods, at.astimezone(zone).date())
+        if period is None:
+            return at
+        return opening_hours.latest_closing(at, period.opens, period.closes, zone)
 
     # bookings: forgotten once they ended ACTIVE_BOOKING_RETENTION before ``latest``
 
@@ -610,8 +821,10 @@ class RoomUsage:
         Runs after every decision: O(1) unless something is dropped."""
         _prune_members(self.months, self._with_members, reference_month)
         cutoff = _period_cutoff(self._open, reference_month)
-        if len(self.periods) > 1 and self.periods[1].effective <= cutoff:
+        day = _prunable_day(self.periods, self.capacities)
+        if day is not None and day <= cutoff.toordinal():
             self.periods = _prune_periods(self.periods, cutoff)
+            self.capacities = _prune_periods(self.capacities, cutoff)
 
     def to_json(self) -> dict[str, Any]:
         horizon = self._horizon()
@@ -622,6 +835,7 @@ class RoomUsage:
             "center_id": self.center_id,
             "timezone": self.timezone,
             "periods": [p.to_json() for p in self.periods],
+            "capacities": [c.to_json() for c in self.capacities],
             "active": {
                 k: self.active[k].to_json()
                 for k in sorted(self.active)
@@ -634,23 +848,31 @@ class RoomUsage:
             },
             "months": _months_to_json(self.months),
             "latest": None if self.latest is None else self.latest.isoformat(),
+            "occupancy": self.occupancy,
+            "occupied_since": None
+            if self.occupied_since is None
+            else self.occupied_since.isoformat(),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RoomUsage:
-        """Read a document of version 2 or 1 (same layout)."""
+        """Read a document of version 3, 2 or 1 (the same layout, 3 adds to it)."""
         _check_document(data, "room")
         center_id = data.get("center_id")
         latest = data.get("latest")
+        since = data.get("occupied_since")
         return cls(
             room_id=str(data["room_id"]),
             center_id=None if center_id is None else str(center_id),
             timezone=str(data.get("timezone", DEFAULT_TIMEZONE)),
             periods=[OpeningPeriod.from_json(p) for p in data.get("periods", [])],
+            capacities=[CapacityPeriod.from_json(c) for c in data.get("capacities", [])],
             active={str(k): ActiveBooking.from_json(v) for k, v in data.get("active", {}).items()},
             ended={str(k): _datetime_from_json(v) for k, v in data.get("ended", {}).items()},
             months=_months_from_json(data.get("months", {})),
             latest=None if latest is None else _datetime_from_json(latest),
+            occupancy=int(data.get("occupancy", 0)),
+            occupied_since=None if since is None else _datetime_from_json(since),
         )
 
 
@@ -664,9 +886,10 @@ class CenterRoom:
     timezone: str = DEFAULT_TIMEZONE
     periods: list[OpeningPeriod] = field(default_factory=list)
     occupancy: int = 0
+    capacities: list[CapacityPeriod] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """The version-1 form (version 2 groups the rooms, see :meth:`CenterUsage.to_json`)."""
+        """The version-1 form (later versions group the rooms, see :meth:`CenterUsage.to_json`)."""
         return {
             "timezone": self.timezone,
             "periods": [p.to_json() for p in self.periods],
@@ -683,12 +906,50 @@ class CenterRoom:
 
 
 @dataclass
+class _KindSums:
+    """The center's rooms with one kind of opening hours: how many, and their capacity."""
+
+    rooms: int = 0
+    """From the last change on."""
+    capacity: int = 0
+    """From the last change on."""
+    changes: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """Date ordinal -> (rooms, capacity) change that day (never (0, 0))."""
+    days: list[int] = field(default_factory=list)
+    """The keys of ``changes``, sorted."""
+
+    def change(self, day: int, rooms: int, capacity: int) -> None:
+        self.rooms += rooms
+        self.capacity += capacity
+        old = self.changes.get(day, (0, 0))
+        new = (old[0] + rooms, old[1] + capacity)
+        if new != (0, 0):
+            if day not in self.changes:
+                insort(self.days, day)
+            self.changes[day] = new
+        elif day in self.changes:
+            del self.changes[day]
+            del self.days[bisect_left(self.days, day)]
+
+    def at(self, day: int) -> tuple[int, int]:
+        """(rooms, capacity) on date ordinal ``day``: the totals less the later changes."""
+        rooms, capacity = self.rooms, self.capacity
+        for later in self.days[bisect_right(self.days, day) :]:
+            r, c = self.changes[later]
+            rooms, capacity = rooms - r, capacity - c
+        return rooms, capacity
+
+    def empty(self) -> bool:
+        return not self.changes and self.rooms == 0 and self.capacity == 0
+
+
+@dataclass
 class CenterUsage:
     """Usage state of one center: sums over its rooms, a union of their members.
 
     ``rooms`` is what the center knows of each room; the sums over it that a fold needs
-    (occupancy, daily open minutes by date) are kept alongside and changed by the one room
-    a decision is about.
+    (occupancy, rooms and capacity per kind of opening hours by date) are kept alongside and
+    changed by the one room a decision is about.
     """
 
     scope: ClassVar[Literal["center"]] = "center"
@@ -705,17 +966,20 @@ class CenterUsage:
     """The final months of ``months`` that still have their member set, sorted."""
     _occupancy: int = field(default=0, init=False, repr=False, compare=False)
     """Sum of the rooms' current occupancies."""
-    _daily: int = field(default=0, init=False, repr=False, compare=False)
-    """Sum of the rooms' daily open minutes from the last change on."""
-    _changes: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
-    """Date ordinal -> change of the summed daily open minutes that day (never 0)."""
-    _change_days: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
-    """The keys of ``_changes``, sorted."""
+    _kinds: dict[_Kind, _KindSums] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Per kind of opening hours: the rooms that have them and their capacity, by date."""
+    _minutes: dict[str, tuple[int, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """(open, capacity x open) minutes per month, until a room's rules change."""
     _prunable: dict[int, set[str]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
-    """Rooms with more than one period by the date ordinal of their second one: pruning at a
-    cutoff on or after that date shortens their periods (and no other room's)."""
+    """Rooms whose hours or capacities have more than one entry, by the date ordinal of the
+    earliest second one: pruning at a cutoff on or after that date shortens their lists
+    (and no other room's)."""
     _prunable_days: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
     """The keys of ``_prunable``, sorted."""
 
@@ -725,28 +989,45 @@ class CenterUsage:
         for room_id, room in self.rooms.items():
             self._add_room(room_id, room)
 
-    def open_minutes(self, month: str) -> int:
-        """Frozen at close; else the sum of the rooms' open minutes of ``month``, from the
-        changes by date: O(changes after the 1st of ``month``), whatever the rooms."""
+    def minutes(self, month: str) -> tuple[int, int]:
+        """Frozen at close; else the sums over the rooms from the changes by date:
+        O(kinds of hours + changes after the 1st of ``month``), whatever the rooms."""
         stats = self.months.get(month)
         if stats is not None and stats.open_minutes is not None:
-            return stats.open_minutes
-        # sum over the days d of the month of (_daily - the changes after d)
+            return stats.open_minutes, stats.capacity_minutes or 0
+        cached = self._minutes.get(month)
+        if cached is not None:
+            return cached
         first, days = _month_days(month)
-        total = days * self._daily
-        change_days = self._change_days
-        for index in range(bisect_right(change_days, first), len(change_days)):
-            day = change_days[index]
-            total -= self._changes[day] * min(days, day - first)
-        return total
+        minutes = capacity_minutes = 0
+        for (tz, opens, closes), sums in self._kinds.items():
+            # sum over the days d of the month of (totals - the changes after d)
+            room_days, capacity_days = days * sums.rooms, days * sums.capacity
+            for day in sums.days[bisect_right(sums.days, first) :]:
+                rooms, capacity = sums.changes[day]
+                weight = min(days, day - first)
+                room_days -= rooms * weight
+                capacity_days -= capacity * weight
+            wall = _wall_minutes(opens, closes)
+            minutes += wall * room_days
+            capacity_minutes += wall * capacity_days
+            for day, delta in _dst_corrections(tz, opens, closes, month):
+                rooms, capacity = sums.at(day)
+                minutes += delta * rooms
+                capacity_minutes += delta * capacity
+        self._minutes[month] = (minutes, capacity_minutes)
+        return minutes, capacity_minutes
+
+    def open_minutes(self, month: str) -> int:
+        return self.minutes(month)[0]
 
     def aggregate(self, month: str, now: datetime) -> UsageMonthly:
         stats = self.months.get(month, MonthUsage())
-        return _aggregate("center", self.center_id, month, stats, self.open_minutes(month), now)
+        return _aggregate("center", self.center_id, month, stats, self.minutes(month), now)
 
     def _values(self, month: str) -> _Values | None:
         stats = self.months.get(month)
-        return None if stats is None else stats.values(self.open_minutes(month))
+        return None if stats is None else stats.values(self.minutes(month))
 
     def _reference_month(self, now: datetime) -> str:
         latest = now if self.latest is None else max(self.latest, now)
@@ -756,20 +1037,34 @@ class CenterUsage:
 
     def _add_room(self, room_id: str, room: CenterRoom) -> None:
         self._occupancy += room.occupancy
-        self._count_periods(room.periods, 1)
-        self._index(room_id, room.periods, add=True)
+        self._count_rules(room, 1)
+        self._index(room_id, room, add=True)
 
-    def _set_periods(self, room_id: str, room: CenterRoom, periods: list[OpeningPeriod]) -> None:
-        self._count_periods(room.periods, -1)
-        self._index(room_id, room.periods, add=False)
-        room.periods = periods
-        self._count_periods(periods, 1)
-        self._index(room_id, periods, add=True)
+    def _set_rules(
+        self,
+        room_id: str,
+        room: CenterRoom,
+        *,
+        periods: list[OpeningPeriod] | None = None,
+        capacities: list[CapacityPeriod] | None = None,
+        timezone: str | None = None,
+    ) -> None:
+        """Change one room's hours, capacities or time zone, and the sums by its difference."""
+        self._count_rules(room, -1)
+        self._index(room_id, room, add=False)
+        if periods is not None:
+            room.periods = periods
+        if capacities is not None:
+            room.capacities = capacities
+        if timezone is not None:
+            room.timezone = timezone
+        self._count_rules(room, 1)
+        self._index(room_id, room, add=True)
 
-    def _index(self, room_id: str, periods: list[OpeningPeriod], *, add: bool) -> None:
-        if len(periods) < 2:
+    def _index(self, room_id: str, room: CenterRoom, *, add: bool) -> None:
+        day = _prunable_day(room.periods, room.capacities)
+        if day is None:
             return
-        day = periods[1].effective.toordinal()
         rooms = self._prunable.get(day)
         if add:
             if rooms is None:
@@ -782,37 +1077,43 @@ class CenterUsage:
                 del self._prunable[day]
                 del self._prunable_days[bisect_left(self._prunable_days, day)]
 
-    def _count_periods(self, periods: list[OpeningPeriod], sign: int) -> None:
-        for day, delta in _steps(periods):
-            self._daily += sign * delta
-            value = self._changes.get(day, 0) + sign * delta
-            if value:
-                if day not in self._changes:
-                    insort(self._change_days, day)
-                self._changes[day] = value
-            else:
-                del self._changes[day]
-                del self._change_days[bisect_left(self._change_days, day)]
+    def _count_rules(self, room: CenterRoom, sign: int) -> None:
+        changes = _steps(room.timezone, room.periods, room.capacities)
+        if changes:
+            self._minutes.clear()
+        for kind, day, rooms, capacity in changes:
+            sums = self._kinds.setdefault(kind, _KindSums())
+            sums.change(day, sign * rooms, sign * capacity)
+            if sums.empty():
+                del self._kinds[kind]
 
     # pruning
 
     def _prune(self, reference_month: str) -> None:
-        """As for a room, for every room's periods: O(1) unless something is dropped."""
+        """As for a room, for every room's lists: O(1) unless something is dropped."""
         _prune_members(self.months, self._with_members, reference_month)
         cutoff = _period_cutoff(self._open, reference_month)
         while self._prunable_days and self._prunable_days[0] <= cutoff.toordinal():
             for room_id in sorted(self._prunable[self._prunable_days[0]]):
                 room = self.rooms[room_id]
-                self._set_periods(room_id, room, _prune_periods(room.periods, cutoff))
+                self._set_rules(
+                    room_id,
+                    room,
+                    periods=_prune_periods(room.periods, cutoff),
+                    capacities=_prune_periods(room.capacities, cutoff),
+                )
 
     def to_json(self) -> dict[str, Any]:
-        """Version 2: rooms with the same time zone and periods share one entry; only the
+        """Rooms with the same time zone, hours and capacities share one entry; only the
         occupancies that are not 0 are written."""
-        groups: dict[tuple[str, tuple[OpeningPeriod, ...]], list[str]] = {}
+        groups: dict[
+            tuple[str, tuple[OpeningPeriod, ...], tuple[CapacityPeriod, ...]], list[str]
+        ] = {}
         occupancy: dict[str, int] = {}
         for room_id in sorted(self.rooms):
             room = self.rooms[room_id]
-            groups.setdefault((room.timezone, tuple(room.periods)), []).append(room_id)
+            key = (room.timezone, tuple(room.periods), tuple(room.capacities))
+            groups.setdefault(key, []).append(room_id)
             if room.occupancy:
                 occupancy[room_id] = room.occupancy
         return {
@@ -820,8 +1121,13 @@ class CenterUsage:
             "scope": "center",
             "center_id": self.center_id,
             "rooms": [
-                {"timezone": tz, "periods": [p.to_json() for p in periods], "ids": ids}
-                for (tz, periods), ids in groups.items()
+                {
+                    "timezone": tz,
+                    "periods": [p.to_json() for p in periods],
+                    "capacities": [c.to_json() for c in capacities],
+                    "ids": ids,
+                }
+                for (tz, periods, capacities), ids in groups.items()
             ],
             "occupancy": occupancy,
             "months": _months_to_json(self.months),
@@ -830,7 +1136,8 @@ class CenterUsage:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CenterUsage:
-        """Read a document of version 2, or of version 1 (``rooms``: id -> CenterRoom)."""
+        """Read a document of version 3 or 2 (grouped rooms; 2 without capacities), or of
+        version 1 (``rooms``: id -> CenterRoom)."""
         version = _check_document(data, "center")
         rooms: dict[str, CenterRoom] = {}
         if version == 1:
@@ -841,9 +1148,12 @@ class CenterUsage:
             for group in data.get("rooms", []):
                 timezone = str(group.get("timezone", DEFAULT_TIMEZONE))
                 periods = [OpeningPeriod.from_json(p) for p in group.get("periods", [])]
+                capacities = [CapacityPeriod.from_json(c) for c in group.get("capacities", [])]
                 for room_id in group.get("ids", []):
                     occupied = int(occupancy.get(room_id, 0))
-                    rooms[str(room_id)] = CenterRoom(timezone, list(periods), occupied)
+                    rooms[str(room_id)] = CenterRoom(
+                        timezone, list(periods), occupied, list(capacities)
+                    )
         latest = data.get("latest")
         return cls(
             center_id=str(data["center_id"]),
@@ -859,6 +1169,7 @@ class CenterUsage:
 @dataclass
 class _Config:
     period: OpeningPeriod
+    capacity: CapacityPeriod
     timezone: str
     month: str
 
@@ -869,21 +1180,33 @@ class _Effects:
 
     counts: dict[str, dict[Counter, int]] = field(default_factory=dict)
     members: dict[str, set[str]] = field(default_factory=dict)
-    room_peaks: dict[str, int] = field(default_factory=dict)
-    occupancy: tuple[str, int] | None = None
-    """(local month, room occupancy after the decision) for the center's peak."""
+    room_peaks: dict[str, tuple[int, datetime]] = field(default_factory=dict)
+    occupancy: tuple[str, int, datetime] | None = None
+    """(local month, room occupancy after the decision, local time) for the center's peak."""
     config: _Config | None = None
+    capacity: CapacityPeriod | None = None
+    """A ``capacity.changed``: the capacity in force from its local day on."""
+    seen_capacity: tuple[int, date] | None = None
+    """The capacity a door decision carries, and its local day: what a state that knows no
+    capacity yet (one written before they were kept) takes, from its first opening on."""
     started: tuple[str, ActiveBooking] | None = None
     ended: tuple[str, datetime] | None = None
+    attended: str | None = None
+    """A booking of ``active`` a check-in was admitted for, the first time."""
+    occupied: tuple[int, datetime] | None = None
+    """The room's occupancy after an admission or check-out, and from when."""
 
     def add(self, month: str, counter: Counter, delta: int) -> None:
         if delta:
             per_month = self.counts.setdefault(month, {})
             per_month[counter] = per_month.get(counter, 0) + delta
 
-    def add_seconds(self, seconds: dict[str, int], sign: int) -> None:
+    def add_seconds(self, seconds: dict[str, int], factor: int, counter: Counter) -> None:
         for month, part in seconds.items():
-            self.add(month, "booked_seconds", sign * part)
+            self.add(month, counter, factor * part)
+
+    def changes_rules(self) -> bool:
+        return self.config is not None or self.capacity is not None
 
     def months(self) -> set[str]:
         touched = set(self.counts) | set(self.members) | set(self.room_peaks)
@@ -891,6 +1214,8 @@ class _Effects:
             touched.add(self.occupancy[0])
         if self.config is not None:
             touched.add(self.config.month)
+        if self.capacity is not None:
+            touched.add(f"{self.capacity.effective.year:04d}-{self.capacity.effective.month:02d}")
         return touched
 
     def apply_to(self, months: dict[str, MonthUsage], *, room_peaks: bool) -> None:
@@ -903,9 +1228,30 @@ class _Effects:
             for member in sorted(members):
                 stats.add_member(member)
         if room_peaks:
-            for month, peak in self.room_peaks.items():
-                stats = months.setdefault(month, MonthUsage())
-                stats.peak_occupancy = max(stats.peak_occupancy, peak)
+            for month, (peak, at) in self.room_peaks.items():
+                months.setdefault(month, MonthUsage()).reach(peak, at)
+
+
+def _occupancy_effects(
+    room: RoomUsage, effects: _Effects, occupancy: int, at: datetime, *, closing: bool
+) -> None:
+    """The person-seconds since the room's last occupancy change, split by local month.
+
+    The clock's check-out at closing stands for the closing time: the persons it checks out
+    stop counting then, not when the tick came. Time never runs backwards: a decision dated
+    before the last one adds nothing, and its occupancy counts from the last one's time on.
+    """
+    since = room.occupied_since
+    if since is not None and room.occupancy > 0:
+        until = max(since, room._closing_before(at)) if closing else at
+        if until > since:
+            seconds = _split_by_month(since, until, room.timezone)
+            effects.add_seconds(seconds, room.occupancy, "person_seconds")
+    effects.occupied = (occupancy, at if since is None else max(since, at))
+    local = at.astimezone(ZoneInfo(room.timezone))
+    month = f"{local.year:04d}-{local.month:02d}"
+    effects.room_peaks[month] = (occupancy, local)
+    effects.occupancy = (month, occupancy, local)
 
 
 def _effects(room: RoomUsage, decision: AnyDecision) -> _Effects:
@@ -914,18 +1260,27 @@ def _effects(room: RoomUsage, decision: AnyDecision) -> _Effects:
     if isinstance(decision, RoomConfiguredDecision):
         day = decision.decided_at.astimezone(ZoneInfo(decision.timezone)).date()
         period = OpeningPeriod(day, parse_hhmm(decision.opens), parse_hhmm(decision.closes))
-        effects.config = _Config(period, decision.timezone, f"{day.year:04d}-{day.month:02d}")
+        capacity = CapacityPeriod(day, decision.capacity)
+        effects.config = _Config(
+            period, capacity, decision.timezone, f"{day.year:04d}-{day.month:02d}"
+        )
+    elif isinstance(decision, CapacityChanged):
+        day = decision.decided_at.astimezone(ZoneInfo(tz)).date()
+        effects.capacity = CapacityPeriod(day, decision.capacity)
     elif isinstance(decision, BookingConfirmed):
         month = local_month(decision.starts_at, tz)
         previous = room._active(decision.booking_id)
         if previous is not None:  # confirmed again: the new interval replaces the old one
             effects.add(previous.start_month, "bookings_confirmed", -1)
-            effects.add_seconds(previous.seconds, -1)
+            effects.add_seconds(previous.seconds, -1, "booked_seconds")
+            if previous.attended:  # and so does its attendance
+                effects.add(previous.start_month, "bookings_attended", -1)
+                effects.add(month, "bookings_attended", 1)
         effects.add(month, "bookings_confirmed", 1)
         effects.members.setdefault(month, set()).add(decision.member_id)
         if not room._has_ended(decision.booking_id):
             seconds = _split_by_month(decision.starts_at, decision.ends_at, tz)
-            effects.add_seconds(seconds, 1)
+            effects.add_seconds(seconds, 1, "booked_seconds")
             effects.started = (
                 decision.booking_id,
                 ActiveBooking(
@@ -934,9 +1289,13 @@ def _effects(room: RoomUsage, decision: AnyDecision) -> _Effects:
                     ends_at=decision.ends_at,
                     start_month=month,
                     seconds=seconds,
+                    attended=previous is not None and previous.attended,
                 ),
             )
     elif isinstance(decision, BookingRejected):
+        # Whatever the reason, a rejection changes no booking: one answering a reused id
+        # (``duplicate_booking_id``) or a cancel after the end (``booking_ended``) names a
+        # booking that stays as it was, with its count and hours.
         effects.add(local_month(decision.decided_at, tz), "bookings_rejected", 1)
     elif isinstance(decision, BookingCancelled | BookingReleased):
         counter: Counter = (
@@ -945,7 +1304,7 @@ def _effects(room: RoomUsage, decision: AnyDecision) -> _Effects:
         active = room._active(decision.booking_id)
         if active is not None:
             effects.add(active.start_month, counter, 1)
-            effects.add_seconds(active.seconds, -1)
+            effects.add_seconds(active.seconds, -1, "booked_seconds")
             effects.ended = (decision.booking_id, active.ends_at)
         else:  # never seen confirmed (or already ended): count it, subtract nothing
             effects.add(local_month(decision.starts_at, tz), counter, 1)
@@ -955,18 +1314,47 @@ def _effects(room: RoomUsage, decision: AnyDecision) -> _Effects:
         effects.add(month, "visits", decision.party_size)
         if decision.member_id is not None:
             effects.members.setdefault(month, set()).add(decision.member_id)
-        occupancy = max(0, decision.occupancy)
-        effects.room_peaks[month] = occupancy
-        effects.occupancy = (month, occupancy)
+        if decision.attended_booking_id is not None:
+            booking = room._active(decision.attended_booking_id)
+            if booking is None:  # not known (confirmed later, or forgotten): count it here
+                effects.add(month, "bookings_attended", 1)
+            elif not booking.attended:
+                effects.add(booking.start_month, "bookings_attended", 1)
+                effects.attended = decision.attended_booking_id
+        _occupancy_effects(
+            room, effects, max(0, decision.occupancy), decision.decided_at, closing=False
+        )
+        effects.seen_capacity = (decision.capacity, _local_day(decision.decided_at, tz))
     elif isinstance(decision, CheckinDenied):
         effects.add(local_month(decision.decided_at, tz), "checkins_denied", 1)
+        effects.seen_capacity = (decision.capacity, _local_day(decision.decided_at, tz))
     elif isinstance(decision, CheckoutRecorded):
-        month = local_month(decision.decided_at, tz)
-        occupancy = max(0, decision.occupancy)
-        effects.room_peaks[month] = occupancy
-        effects.occupancy = (month, occupancy)
-    # Other decisions (capacity, sessions, enrollments) do not enter these figures.
+        _occupancy_effects(
+            room,
+            effects,
+            max(0, decision.occupancy),
+            decision.decided_at,
+            closing=decision.kiosk_id is None,
+        )
+        effects.seen_capacity = (decision.capacity, _local_day(decision.decided_at, tz))
+    # Other decisions (sessions, enrollments) do not enter these figures.
     return effects
+
+
+def _local_day(at: datetime, tz: str) -> date:
+    return at.astimezone(ZoneInfo(tz)).date()
+
+
+def _learnt_capacity(
+    effects: _Effects, periods: list[OpeningPeriod], capacities: list[CapacityPeriod]
+) -> list[CapacityPeriod] | None:
+    """The capacities a state that knows none takes from a door decision, else ``None``."""
+    if capacities or effects.seen_capacity is None:
+        return None
+    capacity, day = effects.seen_capacity
+    if capacity <= 0:  # an unknown room's denial carries 0
+        return None
+    return [CapacityPeriod(periods[0].effective if periods else day, capacity)]
 
 
 def _emit(
@@ -989,18 +1377,31 @@ def _emit(
 
 
 def _fold_room(
-    room: RoomUsage, effects: _Effects, decision: AnyDecision, candidates: set[str]
+    room: RoomUsage,
+    effects: _Effects,
+    learnt: list[CapacityPeriod] | None,
+    decision: AnyDecision,
+    candidates: set[str],
 ) -> None:
     """Apply ``effects`` to ``room``; every month in ``candidates`` ends up in its state."""
     if room.latest is None or decision.decided_at > room.latest:
         room.latest = decision.decided_at
     if effects.config is not None:
         room.periods = _with_period(room.periods, effects.config.period)
+        room.capacities = _with_capacity(room.capacities, effects.config.capacity)
         room.timezone = effects.config.timezone
+    if effects.capacity is not None:
+        room.capacities = _with_capacity(room.capacities, effects.capacity)
+    if learnt is not None:
+        room.capacities = learnt
     if effects.ended is not None:
         room._end(*effects.ended)
     if effects.started is not None:
         room._start(*effects.started)
+    if effects.attended is not None:
+        room.active[effects.attended].attended = True
+    if effects.occupied is not None:
+        room.occupancy, room.occupied_since = effects.occupied
     effects.apply_to(room.months, room_peaks=True)
     _keep_months(room.months, room._open, candidates)
     room._drop_expired()
@@ -1034,13 +1435,16 @@ def fold(
     effects = _effects(room, decision)
     seed: CenterRoom | None = None
     if center is not None and room.room_id not in center.rooms:
-        seed = CenterRoom(timezone=room.timezone, periods=list(room.periods))
+        seed = CenterRoom(
+            timezone=room.timezone, periods=list(room.periods), capacities=list(room.capacities)
+        )
 
+    learnt = _learnt_capacity(effects, room.periods, room.capacities)
     candidates = effects.months()
-    if effects.config is not None:
+    if effects.changes_rules() or learnt is not None:
         candidates.update(room._open)  # open hours of every open month may change
     before = {m: room._values(m) for m in candidates}
-    _fold_room(room, effects, decision, candidates)
+    _fold_room(room, effects, learnt, decision, candidates)
     out = _emit(room.months, before, room._values, room.aggregate, now)
 
     if center is not None:
@@ -1058,7 +1462,8 @@ def _fold_center(
 ) -> list[UsageMonthly]:
     candidates = effects.months()
     info = center.rooms.get(room_id)
-    if effects.config is not None or info is None:
+    learnt = None if info is None else _learnt_capacity(effects, info.periods, info.capacities)
+    if effects.changes_rules() or learnt is not None or info is None:
         candidates.update(center._open)  # open hours of every open month may change
     before = {m: center._values(m) for m in candidates}
 
@@ -1066,16 +1471,27 @@ def _fold_center(
         assert seed is not None
         info = center.rooms[room_id] = seed
         center._add_room(room_id, info)
+        learnt = _learnt_capacity(effects, info.periods, info.capacities)
     if effects.config is not None:
-        center._set_periods(room_id, info, _with_period(info.periods, effects.config.period))
-        info.timezone = effects.config.timezone
+        center._set_rules(
+            room_id,
+            info,
+            periods=_with_period(info.periods, effects.config.period),
+            capacities=_with_capacity(info.capacities, effects.config.capacity),
+            timezone=effects.config.timezone,
+        )
+    if effects.capacity is not None:
+        center._set_rules(
+            room_id, info, capacities=_with_capacity(info.capacities, effects.capacity)
+        )
+    if learnt is not None:
+        center._set_rules(room_id, info, capacities=learnt)
     effects.apply_to(center.months, room_peaks=False)
     if effects.occupancy is not None:
-        month, occupancy = effects.occupancy
+        month, occupancy, at = effects.occupancy
         center._occupancy += occupancy - info.occupancy
         info.occupancy = occupancy
-        stats = center.months.setdefault(month, MonthUsage())
-        stats.peak_occupancy = max(stats.peak_occupancy, center._occupancy)
+        center.months.setdefault(month, MonthUsage()).reach(center._occupancy, at)
     _keep_months(center.months, center._open, candidates)
     if center.latest is None or decision.decided_at > center.latest:
         center.latest = decision.decided_at
@@ -1086,9 +1502,9 @@ def _fold_center(
 def close_month(state: RoomUsage | CenterUsage, month: str, now: datetime) -> list[UsageMonthly]:
     """Mark ``month`` final and return its final aggregate.
 
-    Freezes the month's open hours. Closing a month that nothing happened in still yields
-    an aggregate (zeros, and the open hours). Closing an already final month changes
-    nothing and returns the aggregate again.
+    Freezes the month's open hours and capacity hours. Closing a month that nothing happened
+    in still yields an aggregate (zeros, and the open hours). Closing an already final month
+    changes nothing and returns the aggregate again.
     """
     _parse_month(month)
     _require_aware(now, "now")

@@ -9,8 +9,10 @@ Runs the main job on the embedded defaults (the local broker, the SQLite file):
    after each day's traffic; closes the finished months;
 4. drives a busy hour of kiosk and booking traffic through the kiosk client
    (publish, wait for the decision by ``caused_by``) from two kiosks at once;
-5. prints what was decided, the occupancy now, this month's usage table and the
-   dashboard's address.
+5. prints what was decided, the occupancy now, this month's usage table, how full each room
+   was next to how booked it was (occupancy utilization, e.g. the book café's, which nobody
+   books) with each room's no-show rate, last month and this month, and the dashboard's
+   address.
 """
 
 from __future__ import annotations
@@ -222,9 +224,12 @@ async def demo(settings: Settings, months: int = 3, seed: int = 7) -> int:
     report_hour(decisions, latencies, booked)
     await print_state(settings, db)
     await db.dispose()
-    from entrypoints.report import report
+    from entrypoints.report import occupancy_report, report
 
     await report(settings, today.strftime("%Y-%m"), center.center_id)
+    last_month = first_of_month(today, 1).strftime("%Y-%m")
+    print()
+    await occupancy_report(settings, [last_month, today.strftime("%Y-%m")], center.center_id)
     print(f"\ndone in {time.perf_counter() - began:.0f}s.")
     print(
         f"dashboard: `make dashboard` (or `spaces dashboard`), then open "

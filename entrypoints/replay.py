@@ -2,7 +2,8 @@
 
 It reads the topic from the beginning to its current end (no consumer group,
 nothing committed), folds each room's decisions in order into an empty
-database, and reports every room whose rebuilt state differs from the live one.
+database, and reports every room whose rebuilt state differs from the live one,
+or whose booking ids answered (``booking_ids``, kept apart from the state) do.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from domain.capacity import Room
-from domain.rebuild import apply, comparable
-from infra.db import Database, RoomRow, utcnow
+from domain.rebuild import apply, comparable, seen_booking_id
+from infra.db import BookingIdRow, Database, RoomRow, utcnow
 from infra.settings import Settings
 from schemas.decisions import DECISION_ADAPTER
 
@@ -90,7 +91,13 @@ async def read_decisions(settings: Settings, on_progress: Progress | None = None
     return values
 
 
-def rebuild(values: list[bytes], report: ReplayReport) -> dict[str, Room]:
+def rebuild(
+    values: list[bytes],
+    report: ReplayReport,
+    booking_ids: set[tuple[str, str]] | None = None,
+) -> dict[str, Room]:
+    """The rooms the decisions ``values`` describe; ``booking_ids`` gets the (room_id,
+    booking_id) they say were answered (never to be taken again)."""
     rooms: dict[str, Room | None] = {}
     for value in values:
         try:
@@ -100,6 +107,8 @@ def rebuild(values: list[bytes], report: ReplayReport) -> dict[str, Room]:
             continue
         report.decisions += 1
         rooms[decision.room_id] = apply(rooms.get(decision.room_id), decision)
+        if booking_ids is not None and (booking_id := seen_booking_id(decision)) is not None:
+            booking_ids.add((decision.room_id, booking_id))
     return {rid: room for rid, room in rooms.items() if room is not None}
 
 
@@ -120,7 +129,8 @@ async def replay(
     if target.exists():
         raise SystemExit(f"{target} exists: replay rebuilds into an empty database")
     report = ReplayReport(target=str(target))
-    rooms = rebuild(await read_decisions(settings, on_progress), report)
+    answered: set[tuple[str, str]] = set()
+    rooms = rebuild(await read_decisions(settings, on_progress), report, answered)
     now: datetime = utcnow()
 
     rebuilt_db = Database(
@@ -140,6 +150,8 @@ async def replay(
                     updated_at=now,
                 )
             )
+        for room_id, booking_id in answered:
+            uow.remember_booking_id(room_id, booking_id)
     await rebuilt_db.dispose()
     report.rooms_rebuilt = len(rooms)
 
@@ -148,6 +160,8 @@ async def replay(
         live = {
             row.room_id: Room.from_json(row.state) for row in await session.scalars(select(RoomRow))
         }
+        ids = await session.execute(select(BookingIdRow.room_id, BookingIdRow.booking_id))
+        live_ids = {(room_id, booking_id) for room_id, booking_id in ids}
     await live_db.dispose()
     report.rooms_live = len(live)
     for room_id in sorted(set(live) | set(rooms)):
@@ -159,4 +173,11 @@ async def replay(
             problems = differences(comparable(live[room_id], now), comparable(rooms[room_id], now))
             if problems:
                 report.mismatches[room_id] = problems
+    for room_id in sorted({r for r, _ in live_ids ^ answered}):
+        only_live = sorted(b for r, b in live_ids - answered if r == room_id)
+        only_log = sorted(b for r, b in answered - live_ids if r == room_id)
+        report.mismatches.setdefault(room_id, []).append(
+            f"booking_ids: live only={only_live[:5]} ({len(only_live)}), "
+            f"log only={only_log[:5]} ({len(only_log)})"
+        )
     return report

@@ -4,7 +4,9 @@ Reads ``usage_monthly`` and ``rooms`` only, through the read models the dashboar
 (``infra.read_models``). Per center:
 one row per room, a total row (the center aggregate), and the monthly average of visits and
 booked hours over every month stored for that center up to the month asked for ("since the
-center opened"). The formatting helpers are pure functions of the read models' dicts.
+center opened"). Booked utilization (``Util``) and occupancy utilization (``Occupied``) stand
+side by side: a walk-in room is used without being booked. The formatting helpers are pure
+functions of the read models' dicts.
 """
 
 from __future__ import annotations
@@ -35,15 +37,22 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("Confirmed", ">"),
     ("Cancelled", ">"),
     ("No-shows", ">"),
+    ("No-show %", ">"),
     ("Rejected", ">"),
     ("Booked h", ">"),
     ("Open h", ">"),
     ("Util", ">"),
+    ("Occupied", ">"),
     ("Denied", ">"),
     ("Members", ">"),
     ("Peak", ">"),
+    ("Peak at", ">"),
     ("Status", "<"),
 )
+"""``Util`` is booked hours over open hours; ``Occupied`` is person-hours over capacity x
+open hours (docs/usage-statistics.md)."""
+NOT_APPLICABLE = "-"
+"""A rate or time that does not exist: ASCII, unlike the em dash of the titles."""
 
 
 # --- pure formatting ------------------------------------------------------------------
@@ -100,6 +109,20 @@ def fmt_pct(value: float) -> str:
     return f"{_half_up(value * 100)}%"
 
 
+def fmt_rate(value: float | None) -> str:
+    """A share that may not exist (no booking reached its start): a dash then."""
+    return NOT_APPLICABLE if value is None else fmt_pct(value)
+
+
+def fmt_peak_at(aggregate: Aggregate) -> str:
+    """``MM-DD HH:MM`` in the room's local time (as the value carries it), or the hour."""
+    peak_at = aggregate.get("peak_at")
+    if peak_at:
+        return f"{peak_at[5:10]} {peak_at[11:16]}"
+    hour = aggregate.get("peak_hour")
+    return NOT_APPLICABLE if hour is None else f"{hour:02d}:00"
+
+
 def status(aggregate: Aggregate) -> str:
     if not aggregate.get("has_data", True):
         return "no data"
@@ -116,13 +139,16 @@ def table_row(label: str, aggregate: Aggregate) -> list[str]:
         fmt_int(a["bookings_confirmed"]),
         fmt_int(a["bookings_cancelled"]),
         fmt_int(a["no_shows"]),
+        fmt_rate(a["no_show_rate"]),
         fmt_int(a["bookings_rejected"]),
         fmt_hours(a["booked_hours"]),
         fmt_hours(a["open_hours"]),
         fmt_pct(a["utilization"]),
+        fmt_pct(a["occupancy_utilization"]),
         fmt_int(a["checkins_denied"]),
         fmt_int(a["unique_members"]),
         fmt_int(a["peak_occupancy"]),
+        fmt_peak_at(a),
         status(a),
     ]
 
@@ -163,6 +189,33 @@ def render_center(usage: MonthUsage, history: Sequence[Aggregate]) -> str:
     return f"{title}\n{table}\n{average_line(monthly_average(history))}\n"
 
 
+def occupancy_line(label: str, a: Aggregate) -> str:
+    """How full a room was next to how booked it was, its peak and its no-show rate."""
+    rate = a["no_show_rate"]
+    reached = a["no_shows"] + a["bookings_attended"]
+    no_shows = (
+        "no booking reached its start"
+        if rate is None
+        else f"no-show rate {fmt_pct(rate)} ({fmt_int(a['no_shows'])} of {fmt_int(reached)})"
+    )
+    return (
+        f"{label}: occupancy {fmt_pct(a['occupancy_utilization'])} "
+        f"({fmt_hours(a['person_hours'])} of {fmt_hours(a['capacity_hours'])} person-hours), "
+        f"booked {fmt_pct(a['utilization'])}; peak {fmt_int(a['peak_occupancy'])} "
+        f"at {fmt_peak_at(a)}; {no_shows}"
+    )
+
+
+def render_occupancy(usage: MonthUsage) -> str:
+    """Per room and for the center: occupancy utilization next to booked utilization, the
+    peak and the no-show rate (the rooms used without bookings show here)."""
+    title = f"{usage['center_id']} — {usage['month']} ({status(usage['center'])}): occupancy"
+    rooms = [("  " + occupancy_line(f"{r['name']} ({r['room_id']})", r)) for r in usage["rooms"]]
+    total = "  " + occupancy_line("Total", usage["center"])
+    lines = [*rooms, total]
+    return "\n".join([title, *lines]) + "\n"
+
+
 def has_data(usage: MonthUsage) -> bool:
     return bool(usage["center"]["has_data"]) or any(r["has_data"] for r in usage["rooms"])
 
@@ -189,6 +242,25 @@ async def _blocks(session: AsyncSession, month: str, center: str | None) -> list
         where = f"center {center!r}" if center is not None else "any center"
         return f"no usage figures for {month} in {where}"
     return blocks
+
+
+async def occupancy_report(settings: Settings, months: Sequence[str], center: str) -> int:
+    """Print, for each of ``months``, the center's occupancy lines; 1 when none has figures."""
+    engine = read_engine(settings)
+    blocks: list[str] = []
+    try:
+        async with AsyncSession(engine) as session:
+            for month in months:
+                usage = await month_usage(session, center, check_month(month), chart_months=1)
+                if has_data(usage):
+                    blocks.append(render_occupancy(usage))
+    finally:
+        await engine.dispose()
+    if not blocks:
+        print(f"no usage figures for {', '.join(months)} in center {center!r}", file=sys.stderr)
+        return 1
+    print("\n".join(blocks), end="")
+    return 0
 
 
 async def report(settings: Settings, month: str, center: str | None) -> int:

@@ -35,6 +35,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -86,6 +87,20 @@ class ProcessedInput(Base):
     partition: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BookingIdRow(Base):
+    """Every booking id a room answered (confirmed or rejected): ids are never reused.
+
+    The room's state forgets bookings two days after they end; this table does not, and it
+    is read only for the ids a batch's requests carry (one query per batch, by key), so
+    the rooms kept in memory stay small however long their history.
+    """
+
+    __tablename__ = "booking_ids"
+    room_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    booking_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class OutboxRow(Base):
@@ -230,6 +245,7 @@ class UnitOfWork:
         self.consumer = consumer
         self._sqlite = session.bind.dialect.name == "sqlite"
         self._processed: list[dict[str, Any]] = []
+        self._booking_ids: dict[tuple[str, str], dict[str, Any]] = {}
         self._outbox: list[dict[str, Any]] = []
         self._states: list[tuple[type[RoomRow] | type[UsageStateRow], list[dict[str, Any]]]] = []
         self._usage: list[dict[str, Any]] = []
@@ -260,6 +276,27 @@ class UnitOfWork:
                 "offset": offset,
                 "processed_at": utcnow(),
             }
+        )
+
+    async def booking_ids_seen(self, ids: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (room_id, booking_id) were answered before: one query per 500."""
+        wanted = sorted(set(ids))
+        found: set[tuple[str, str]] = set()
+        columns = _table(BookingIdRow).c
+        for start in range(0, len(wanted), 500):
+            rows = await self.session.execute(
+                select(columns.room_id, columns.booking_id).where(
+                    tuple_(columns.room_id, columns.booking_id).in_(wanted[start : start + 500])
+                )
+            )
+            found.update((room_id, booking_id) for room_id, booking_id in rows)
+        return found
+
+    def remember_booking_id(self, room_id: str, booking_id: str) -> None:
+        """The room answered this booking id; written at commit (an id known already stays)."""
+        self._booking_ids.setdefault(
+            (room_id, booking_id),
+            {"room_id": room_id, "booking_id": booking_id, "seen_at": utcnow()},
         )
 
     def publish(self, topic: str, key: str | None, value: dict[str, Any] | str) -> None:
@@ -376,6 +413,12 @@ class UnitOfWork:
         await self._write_usage(session, self._usage)
         if self._processed:
             await session.execute(insert(_table(ProcessedInput)), self._processed)
+        if self._booking_ids:
+            dialect_insert = sqlite_insert if self._sqlite else postgresql_insert
+            await session.execute(
+                dialect_insert(_table(BookingIdRow)).on_conflict_do_nothing(),
+                list(self._booking_ids.values()),
+            )
         if self._outbox:
             await session.execute(insert(_table(OutboxRow)), self._outbox)
             self.published += len(self._outbox)
@@ -387,6 +430,7 @@ class UnitOfWork:
             [],
             [],
         )
+        self._booking_ids = {}
 
 
 def _table(model: type[Base]) -> Table:

@@ -36,8 +36,16 @@ CountField = Literal[
     "unique_members",
     "peak_occupancy",
     "revision",
+    "bookings_attended",
 ]
-FloatField = Literal["booked_hours", "open_hours", "utilization"]
+FloatField = Literal[
+    "booked_hours",
+    "open_hours",
+    "utilization",
+    "person_hours",
+    "capacity_hours",
+    "occupancy_utilization",
+]
 COUNT_FIELDS: tuple[CountField, ...] = get_args(CountField)
 FLOAT_FIELDS: tuple[FloatField, ...] = get_args(FloatField)
 
@@ -72,6 +80,14 @@ class Aggregate(TypedDict):
     final: bool
     updated_at: str | None
     revised_after_close: bool
+    bookings_attended: int
+    person_hours: float
+    capacity_hours: float
+    occupancy_utilization: float
+    no_show_rate: float | None
+    """``None``: no booking reached its start (or a value stored before the figure existed)."""
+    peak_at: str | None
+    peak_hour: int | None
     has_data: bool
 
 
@@ -157,6 +173,13 @@ def empty_aggregate(scope: str, ident: str, month: str) -> Aggregate:
         final=False,
         updated_at=None,
         revised_after_close=False,
+        bookings_attended=0,
+        person_hours=0.0,
+        capacity_hours=0.0,
+        occupancy_utilization=0.0,
+        no_show_rate=None,
+        peak_at=None,
+        peak_hour=None,
         has_data=False,
     )
 
@@ -164,7 +187,8 @@ def empty_aggregate(scope: str, ident: str, month: str) -> Aggregate:
 def normalise_aggregate(
     scope: str, ident: str, month: str, value: dict[str, Any] | None, final: bool = False
 ) -> Aggregate:
-    """A stored value with every contract field present (missing ones zero) and ``has_data``."""
+    """A stored value with every contract field present (missing ones zero, or ``None`` for
+    the no-show rate and the peak's time) and ``has_data``."""
     result = empty_aggregate(scope, ident, month)
     if value is None:
         return result
@@ -175,6 +199,10 @@ def normalise_aggregate(
     result["final"] = bool(value.get("final", final)) or final
     result["updated_at"] = value.get("updated_at")
     result["revised_after_close"] = bool(value.get("revised_after_close", False))
+    rate, peak_at, peak_hour = (value.get(k) for k in ("no_show_rate", "peak_at", "peak_hour"))
+    result["no_show_rate"] = None if rate is None else float(rate)
+    result["peak_at"] = None if peak_at is None else str(peak_at)
+    result["peak_hour"] = None if peak_hour is None else int(peak_hour)
     result["has_data"] = True
     return result
 

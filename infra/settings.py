@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Domain defaults.
     timezone: str = "Asia/Seoul"
     no_show_grace_minutes: int = Field(default=15, ge=0)
+    early_arrival_minutes: int = Field(default=15, ge=0)
+    """How early before its start a booked party (or a session's attendees) may come in;
+    from then on an exclusive room is theirs. (It was the grace period's setting.)"""
     late_checkin_tolerance_minutes: int = Field(default=10, ge=0)
     decide_at: Literal["wall", "event"] = "wall"
     """``wall``: decide at the time the input is processed (production). ``event``: at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,6 +51,7 @@ LocalTime = Annotated[
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 
 
+@lru_cache(maxsize=256)
 def parse_hhmm(value: str) -> int:
     """Minutes since local midnight; ``24:00`` is 1440 so closing at midnight works."""
     hours, minutes = value.split(":")

@@ -3,7 +3,9 @@
 Every decision names its own ``event_id``, the input it answers (``caused_by``,
 ``None`` when the clock caused it), the room and the time it was decided. The
 fields beyond the contract (``center_id``, ``late``, ``previous_capacity``,
-``waitlist_position``) are additions the contract allows.
+``waitlist_position``) are additions the contract allows; so are contract v1.1's
+(``docs/contract.md``): the reasons ``duplicate_booking_id`` and ``booking_ended``, and
+``conflicting_session_ids`` and ``occupancy_over_capacity`` on a room's new rules.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ BookingRejectReason = Literal[
     "in_the_past",
     "invalid",
     "unknown_booking",
+    "duplicate_booking_id",
+    "booking_ended",
 ]
 SessionRejectReason = Literal[
     "unknown_room",
@@ -69,6 +73,10 @@ class RoomConfiguredDecision(Decision):
     timezone: TimeZoneName
     conflicting_booking_ids: list[Identifier] = Field(default_factory=list)
     """On a reconfiguration: confirmed bookings the new rules no longer allow (staff decide)."""
+    conflicting_session_ids: list[Identifier] = Field(default_factory=list)
+    """On a reconfiguration: sessions not yet over the new rules no longer fit (v1.1)."""
+    occupancy_over_capacity: Annotated[int, Field(ge=0)] = 0
+    """Persons inside above the new capacity (v1.1); nobody is put out, arrivals wait."""
 
 
 class CapacityChanged(Decision):
@@ -77,6 +85,10 @@ class CapacityChanged(Decision):
     previous_capacity: Capacity
     reason: str
     conflicting_booking_ids: list[Identifier] = Field(default_factory=list)
+    conflicting_session_ids: list[Identifier] = Field(default_factory=list)
+    """Sessions not yet over the new capacity no longer fits; their seats are capped (v1.1)."""
+    occupancy_over_capacity: Annotated[int, Field(ge=0)] = 0
+    """Persons inside above the new capacity (v1.1); nobody is put out, arrivals wait."""
 
 
 class SessionScheduledDecision(Decision):

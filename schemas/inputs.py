@@ -22,18 +22,18 @@ from schemas.common import (
     parse_hhmm,
 )
 
+MINUTES_PER_DAY = 24 * 60
+
 BookingMode = Literal["exclusive", "shared"]
 
 
 class _Interval(InputEvent):
+    """An interval as requested. One that does not run forward (``ends_at`` not after
+    ``starts_at``) is still read: the rules answer it ``invalid`` (contract v1.1), so the
+    front end that sent it gets a decision instead of waiting for one that never comes."""
+
     starts_at: Timestamp
     ends_at: Timestamp
-
-    @model_validator(mode="after")
-    def _ends_after_start(self) -> _Interval:
-        if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
-        return self
 
 
 # --- capacity -------------------------------------------------------------------------
@@ -50,9 +50,15 @@ class RoomConfigured(InputEvent):
     timezone: TimeZoneName = "Asia/Seoul"
 
     @model_validator(mode="after")
-    def _opens_before_closes(self) -> RoomConfigured:
-        if parse_hhmm(self.closes) <= parse_hhmm(self.opens):
-            raise ValueError("closes must be after opens (rooms open overnight are not supported)")
+    def _one_opening_a_day(self) -> RoomConfigured:
+        """``closes`` before ``opens`` is open overnight (18:00-02:00, contract v1.1);
+        ``00:00``-``24:00`` is around the clock. An opening that closes when it opens says
+        nothing, and ``24:00`` is midnight at closing only."""
+        opens, closes = parse_hhmm(self.opens), parse_hhmm(self.closes)
+        if opens == MINUTES_PER_DAY:
+            raise ValueError("opens must be 00:00-23:59 (24:00 is only a closing time)")
+        if closes % MINUTES_PER_DAY == opens and (opens, closes) != (0, MINUTES_PER_DAY):
+            raise ValueError("closes must differ from opens (00:00-24:00 is open around the clock)")
         return self
 
 

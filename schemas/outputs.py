@@ -39,6 +39,22 @@ class UsageMonthly(Message):
     # Additions the contract allows: a closed month that later changed says so.
     revision: int = 0
     revised_after_close: bool = False
+    # Contract v1.1 additions: how full the rooms were, next to how booked they were
+    # (definitions in docs/usage-statistics.md). Older values lack them: read the defaults.
+    person_hours: float = 0.0
+    """Persons present x hours, from admissions and check-outs."""
+    capacity_hours: float = 0.0
+    """Capacity x open hours: the person-hours the room could have held."""
+    occupancy_utilization: float = 0.0
+    """``person_hours / capacity_hours`` (0 when ``capacity_hours`` is 0)."""
+    bookings_attended: int = 0
+    """Bookings (start month) a check-in was admitted for."""
+    no_show_rate: float | None = None
+    """``no_shows / (no_shows + bookings_attended)``; ``None`` when no booking reached its start."""
+    peak_at: Timestamp | None = None
+    """When ``peak_occupancy`` was first reached, in the room's local time (``None``: never)."""
+    peak_hour: Annotated[int, Field(ge=0, le=23)] | None = None
+    """The local hour of day (0-23) of ``peak_at``."""
 
     @property
     def key(self) -> str:

@@ -7,7 +7,9 @@ Asia/Seoul, with ``now`` moving forward. Inputs for a room nobody configured
 (``nowhere``) are mixed in. After every input the invariants below must hold.
 
 At the end, the fast ways the rules answer (conflicting bookings in one sweep, the index
-of holds by start) are checked against their plain quadratic definitions.
+of holds by start, when a party may come in) are checked against their plain quadratic
+definitions; and a booked party that comes in its arrival window is shown never to be
+turned away, whatever the walk-ins do.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from domain.capacity import (
@@ -35,15 +37,19 @@ from domain.capacity import (
 )
 from domain.capacity.holds import Overlaps, Overload
 from domain.rebuild import apply as rebuild
-from domain.rebuild import comparable
+from domain.rebuild import comparable, seen_booking_id
 from schemas.decisions import (
     BookingConfirmed,
     BookingReleased,
+    CapacityChanged,
     CheckinAdmitted,
     CheckinDenied,
     CheckoutRecorded,
     Decision,
     EnrollmentCancelled,
+    EnrollmentConfirmed,
+    EnrollmentPromoted,
+    RoomConfiguredDecision,
     SessionScheduledDecision,
 )
 from schemas.inputs import (
@@ -127,8 +133,8 @@ ops = st.one_of(
         st.just("reconfigure"),
         st.sampled_from([EXCLUSIVE, SHARED]),
         st.integers(1, 20),
-        st.sampled_from(["08:00", "09:00", "10:00"]),
-        st.sampled_from(["18:00", "22:00", "24:00"]),
+        st.sampled_from(["00:00", "08:00", "09:00", "10:00"]),
+        st.sampled_from(["02:00", "18:00", "22:00", "24:00"]),
     ),
 )
 steps = st.lists(st.tuples(st.integers(0, 40), ops), min_size=20, max_size=80)
@@ -144,14 +150,27 @@ class Setup:
     lounge_seats: int
 
 
-setups = st.builds(
-    Setup,
-    exclusive_capacity=st.integers(1, 15),
-    shared_capacity=st.integers(1, 10),
-    opens=st.sampled_from(["08:00", "09:00"]),
-    closes=st.sampled_from(["21:00", "22:00", "24:00"]),
-    club_seats=st.integers(1, 6),
-    lounge_seats=st.integers(1, 6),
+hours = st.sampled_from(
+    [
+        *(
+            (opens, closes)
+            for opens in ("08:00", "09:00")
+            for closes in ("21:00", "22:00", "24:00")
+        ),
+        ("09:00", "02:00"),  # overnight
+        ("00:00", "24:00"),  # around the clock
+    ]
+)
+setups = hours.flatmap(
+    lambda pair: st.builds(
+        Setup,
+        exclusive_capacity=st.integers(1, 15),
+        shared_capacity=st.integers(1, 10),
+        opens=st.just(pair[0]),
+        closes=st.just(pair[1]),
+        club_seats=st.integers(1, 6),
+        lounge_seats=st.integers(1, 6),
+    )
 )
 
 # --- building inputs --------------------------------------------------------------------
@@ -301,36 +320,53 @@ class World:
     reconfigured: set[str] = field(default_factory=set)
     rebuilt: dict[str, Room | None] = field(default_factory=dict)
     """Each room rebuilt from its decisions alone, as ``spaces replay`` does."""
+    seen: dict[str, set[str]] = field(default_factory=dict)
+    """The booking ids each configured room answered, as the room authority remembers them
+    (in a table apart from the room's state, which forgets ended bookings)."""
+    rebuilt_seen: dict[str, set[str]] = field(default_factory=dict)
+    """The same memory rebuilt from the decisions alone."""
 
     def apply(self, event: AnyInput) -> list[Decision]:
         room = self.rooms.get(event.room_id)
         twin = self.twins.get(event.room_id)
+        seen = self.seen.setdefault(event.room_id, set())
         checked_in = (
             {b.booking_id for b in room.bookings.values() if b.checked_in} if room else set()
         )
         occupancy_before = room.occupancy if room else 0
         try:
-            after, decisions = decide(room, event, self.now, POLICY)
+            after, decisions = decide(room, event, self.now, POLICY, seen)
         except Unprocessable:
             # (e) only inputs the contract has no decision for: about a room nobody configured.
             assert room is None
             assert event.type in {"room.capacity_changed", "checkout"}
             return []
         # Deciding the same input on the restored copy gives the very same decisions.
-        _, twin_decisions = decide(twin, event, self.now, POLICY)
+        _, twin_decisions = decide(twin, event, self.now, POLICY, set(seen))
         assert twin_decisions == decisions
+        if isinstance(event, BookingRequested) and room is not None:
+            # (i) a booking id is answered once: any later request with it is a duplicate.
+            primary = decisions[0]
+            assert (getattr(primary, "reason", None) == "duplicate_booking_id") == (
+                event.booking_id in seen
+            )
+            seen.add(event.booking_id)
 
         self.check_decisions(event, decisions, after, occupancy_before, checked_in)
         self.rooms[event.room_id] = after
         for decision in decisions:
             self.rebuilt[event.room_id] = rebuild(self.rebuilt.get(event.room_id), decision)
+            if (ident := seen_booking_id(decision)) is not None:
+                self.rebuilt_seen.setdefault(event.room_id, set()).add(ident)
+        # (h) ... and the memory of the booking ids answered.
+        assert self.rebuilt_seen.get(event.room_id, set()) == seen
         if after is not None:
             # (h) the decisions log alone rebuilds the room (replay), but for clock bookkeeping.
             rebuilt = self.rebuilt.get(event.room_id)
             assert rebuilt is not None
             assert comparable(rebuilt, self.now) == comparable(after, self.now)
         if after is not None:
-            check_room(after)
+            check_room(after, self.now)
             # (g) the state survives a JSON round trip at every step.
             restored = Room.from_json(after.to_json())
             assert restored == after
@@ -372,8 +408,17 @@ class World:
         assert primary.type in PRIMARY[event.type], (event.type, primary.type)
         assert all(d.caused_by == event.event_id for d in decisions)
         if follow_ups:
-            assert isinstance(primary, EnrollmentCancelled) and primary.was == "confirmed"
+            # Seats freed: a confirmed enrollment cancelled, or the room's capacity raised.
+            assert (
+                isinstance(primary, EnrollmentCancelled) and primary.was == "confirmed"
+            ) or isinstance(primary, CapacityChanged | RoomConfiguredDecision), primary
             assert all(d.type == "enrollment.promoted" for d in follow_ups)
+        for decision in decisions:
+            if isinstance(decision, EnrollmentConfirmed | EnrollmentPromoted):
+                # (j) a seat given never takes a session past the seats in force.
+                assert room is not None
+                session = room.sessions[decision.session_id]
+                assert session.seats_taken <= min(session.capacity, room.capacity)
 
         assert room is not None or primary.type not in {
             "booking.confirmed",
@@ -390,7 +435,7 @@ class World:
             assert room is None or room.occupancy == occupancy_before
         if isinstance(event, Checkin) and room is not None and room.booking_mode == "exclusive":
             at = event.occurred_at
-            # A walk-in gets in only while nobody holds the room ...
+            # A walk-in gets in only while no party may come in for a booking or session ...
             if (
                 isinstance(primary, CheckinAdmitted)
                 and event.model_dump(
@@ -399,12 +444,17 @@ class World:
                 == {}
             ):
                 assert not any(h.starts_at <= at < h.ends_at for h in room.holds())
-            # ... and the booker is never turned away as "reserved" during their booking.
+                assert not room.arrived_bookings(at, POLICY.early_arrival)
+                assert not room.arrived_sessions(at, POLICY.early_arrival)
+        if isinstance(event, Checkin) and room is not None:
+            at = event.occurred_at
+            # ... and a booker is never turned away as "reserved" in their arrival window
+            # (from early_arrival before the start, once the holds before it are over).
             if isinstance(primary, CheckinDenied) and primary.reason == "reserved":
                 assert not any(
                     b.holds_room
                     and b.member_id == event.member_id
-                    and b.starts_at - POLICY.early_arrival <= at < b.ends_at
+                    and room.arrival_opens(b, POLICY.early_arrival) <= at < b.ends_at
                     for b in room.bookings.values()
                 )
         # (c) in a shared room a confirmed hold never makes the persons held exceed capacity.
@@ -424,9 +474,14 @@ class World:
             assert room.occupancy == 0, "someone was left inside after closing"
 
 
-def check_room(room: Room) -> None:
+def check_room(room: Room, now: datetime) -> None:
     # (f)
     assert room.occupancy >= 0
+    # (k) after any decision, no waitlisted party of a session to come fits its free seats.
+    for session in room.sessions.values():
+        if now < session.ends_at:
+            free = session.free_seats(room.capacity)
+            assert all(e.party_size > free for e in session.waitlist), (free, session)
     # (b) no two confirmed holds of an exclusive room overlap.
     if room.booking_mode == "exclusive":
         holds = sorted(room.holds(), key=lambda h: (h.starts_at, h.ends_at))
@@ -474,47 +529,61 @@ def test_random_event_sequences_keep_every_invariant(
 @given(
     seats=st.integers(1, 8),
     requests=st.lists(
-        st.tuples(st.booleans(), st.sampled_from(MEMBERS), st.integers(1, 3)), max_size=40
+        st.tuples(
+            st.sampled_from(["enroll", "enroll", "unenroll", "capacity"]),
+            st.sampled_from(MEMBERS),
+            st.integers(1, 3),
+        ),
+        max_size=40,
     ),
 )
-def test_enrollments_and_cancels_fill_seats_first_come_first_served(
-    seats: int, requests: list[tuple[bool, str, int]]
+def test_enrollments_cancels_and_capacity_changes_seat_every_party_that_fits(
+    seats: int, requests: list[tuple[str, str, int]]
 ) -> None:
-    """A session under a storm of enrollments and cancels: a newcomer never overtakes the
-    waitlist, and seats freed by a confirmed enrollment go, in waitlist order, to every
-    waiting enrollment that fits."""
+    """A session under a storm of enrollments, cancels and capacity cuts: a party that fits
+    the free seats gets a seat, waitlist or not; one that does not waits at the end of the
+    line; seats freed go, in waitlist order, to every waiting party that fits; and the
+    seats in force are never more than the room holds."""
     world = World()
     set_up(world, Setup(20, 20, "09:00", "22:00", seats, 1))
     room = world.rooms[EXCLUSIVE]
     assert room is not None
-    for is_cancel, member, party in requests:
+    for kind, member, number in requests:
         session = room.sessions["s-club"]
         enrolled = {e.member_id: e.party_size for e in session.enrolled}
         waiting = [(e.member_id, e.party_size) for e in session.waitlist]
-        free = session.capacity - session.seats_taken
-        op: tuple[Any, ...] = (
-            ("unenroll", "s-club", member, None)
-            if is_cancel
-            else ("enroll", "s-club", member, party)
-        )
+        free = session.free_seats(room.capacity)
+        op: tuple[Any, ...] = {
+            "enroll": ("enroll", "s-club", member, number),
+            "unenroll": ("unenroll", "s-club", member, None),
+            "capacity": ("capacity", EXCLUSIVE, number * 2),
+        }[kind]
         primary, *follow_ups = world.apply(build(op, world.now, world.rooms))
         promoted = [getattr(d, "member_id", None) for d in follow_ups]
         if primary.type == "enrollment.confirmed":
-            assert not waiting and party <= free
+            assert number <= free
         elif primary.type == "enrollment.waitlisted":
-            assert waiting or party > free
+            assert number > free
             assert session.waitlist[-1].member_id == member
-        elif primary.type == "enrollment.cancelled" and member in enrolled:
-            free += enrolled[member]
+        elif primary.type in {"enrollment.cancelled", "capacity.changed"}:
+            if isinstance(primary, CapacityChanged):
+                in_force = min(session.capacity, primary.capacity)
+                free = max(0, in_force - sum(enrolled.values()))
+            elif member in enrolled:
+                # (After a capacity cut the seats taken may be above the seats in force.)
+                in_force = min(session.capacity, room.capacity)
+                free = max(0, in_force - sum(enrolled.values()) + enrolled[member])
             expected = []
+            leaving = member if kind == "unenroll" else None
             for waiting_member, waiting_party in waiting:
-                if waiting_party <= free:
+                if waiting_member != leaving and waiting_party <= free:
                     expected.append(waiting_member)
                     free -= waiting_party
             assert promoted == expected
-            assert all(e.party_size > free for e in session.waitlist)
         else:
             assert promoted == []
+        assert session.seats_taken <= session.capacity
+        assert all(e.party_size > session.free_seats(room.capacity) for e in session.waitlist)
 
 
 # --- conflicting bookings and the hold index, against their plain definitions -----------
@@ -731,3 +800,202 @@ def test_the_hold_index_answers_as_a_scan_of_every_hold(
             assert room.active_sessions(at, early) == [
                 s for s in room.sessions.values() if s.starts_at - early <= at < s.ends_at
             ]
+            windows = [
+                Hold(b.booking_id, b.party_size, arrival_opens_reference(room, b, early), b.ends_at)
+                for b in room.bookings.values()
+                if b.holds_room
+            ]
+            assert room.booked_peak(at, at + length, early) == max_concurrent(
+                windows, at, at + length
+            )
+
+
+# --- when a party may come in, and that it is never turned away then --------------------
+
+
+def arrival_opens_reference(room: Room, hold: Booking | Session, early: timedelta) -> datetime:
+    """``Room.arrival_opens`` as the rule reads: the earliest instant from ``early`` before
+    the start on at which, until the start, the room is not held by another hold (exclusive)
+    or the others held and this party fit together (shared); others that start no later
+    than ``hold`` held from ``early`` before their start. Every instant checked."""
+    starts = hold.starts_at
+    earliest = starts - early
+    if earliest >= starts:
+        return starts
+    others: list[tuple[datetime, datetime, int]] = [
+        (b.starts_at - early, b.ends_at, b.party_size)
+        for b in room.bookings.values()
+        if b is not hold and b.holds_room and b.starts_at <= starts and b.ends_at > earliest
+    ]
+    others += [
+        (s.starts_at - early, s.ends_at, s.capacity)
+        for s in room.sessions.values()
+        if s is not hold and s.starts_at <= starts and s.ends_at > earliest
+    ]
+    persons = hold.party_size if isinstance(hold, Booking) else hold.capacity
+
+    def clear(at: datetime) -> bool:
+        held = [p for a, z, p in others if a <= at < z]
+        if room.booking_mode == "exclusive":
+            return not held
+        return sum(held) + persons <= room.capacity
+
+    edges = sorted({earliest, starts, *(t for a, z, _ in others for t in (a, z))})
+    candidates = [t for t in edges if earliest <= t <= starts]
+    for u in candidates:
+        if all(clear(t) for t in [u, *candidates] if u <= t < starts):
+            return u
+    return starts
+
+
+@settings(max_examples=300, deadline=None)
+@given(room=small_rooms(), early=st.sampled_from([0, 10, 15, 30, 45]).map(minutes))
+def test_arrival_opens_agrees_with_its_definition(room: Room, early: timedelta) -> None:
+    for booking in room.bookings.values():
+        if booking.holds_room:
+            assert room.arrival_opens(booking, early) == arrival_opens_reference(
+                room, booking, early
+            ), booking.booking_id
+    for session in room.sessions.values():
+        assert room.arrival_opens(session, early) == arrival_opens_reference(room, session, early)
+
+
+@st.composite
+def arrival_scenarios(draw: st.DrawFn) -> tuple[str, int, list[Any], list[Any]]:
+    """A room, the bookings requested in the morning (start and length in quarter hours from
+    opening, party) and what happens at the door (minutes to wait, then one of: walk-ins,
+    walk-ins leaving, booked persons arriving, a clock tick)."""
+    mode = draw(st.sampled_from(["exclusive", "shared"]))
+    capacity = draw(st.integers(1, 12))
+    parties = st.integers(1, capacity)
+    requests = draw(
+        st.lists(st.tuples(st.integers(0, 16), st.integers(1, 8), parties), max_size=10)
+    )
+    ops = st.one_of(
+        st.tuples(st.just("walk_in"), parties),
+        st.tuples(st.just("leave"), parties),
+        st.tuples(st.just("arrive"), picks, parties),
+        st.tuples(st.just("arrive"), picks, parties),
+        st.tuples(st.just("tick")),
+    )
+    steps = draw(st.lists(st.tuples(st.sampled_from([0, 5, 10, 15, 30]), ops), max_size=60))
+    return mode, capacity, requests, steps
+
+
+@settings(max_examples=500, deadline=None)
+@given(scenario=arrival_scenarios())
+# The issue's cases: walk-ins before the window (exclusive: 7 of 15 fit beside a party of 8),
+# and in a shared room a party arriving in parts while walk-ins come.
+@example(
+    (
+        "exclusive",
+        15,
+        [(2, 8, 8)],
+        [(0, ("walk_in", 10)), (0, ("walk_in", 7)), (15, ("arrive", 0, 8))],
+    )
+)
+@example(
+    (
+        "shared",
+        10,
+        [(4, 8, 6), (8, 4, 3)],
+        [
+            (30, ("walk_in", 2)),
+            (30, ("arrive", 0, 2)),
+            (0, ("walk_in", 3)),
+            (30, ("arrive", 1, 3)),
+            (15, ("arrive", 0, 4)),
+        ],
+    )
+)
+def test_a_booked_party_arriving_in_its_window_is_never_turned_away(
+    scenario: tuple[str, int, list[tuple[int, int, int]], list[tuple[int, tuple[Any, ...]]]],
+) -> None:
+    """Bookings confirmed in the morning; then walk-ins come and go as they like, and booked
+    parties come, in parts, at any time of their arrival window (``arrival_opens`` to the
+    end; the reference above) and leave when their booking ends. No booked party that
+    comes for the persons its booking still expects is ever denied, ``room_full`` or
+    ``reserved``."""
+    mode, capacity, requests, steps = scenario
+    room_id = EXCLUSIVE if mode == "exclusive" else SHARED
+    now = START
+    room, _ = decide(None, configured(room_id, capacity, "09:00", "22:00", now), now)
+    assert room is not None
+    opening = DAY0 + timedelta(hours=9)
+    for n, (offset, length, party) in enumerate(requests):
+        starts = opening + timedelta(minutes=15 * offset)
+        request = BookingRequested(
+            event_id=uuid4(),
+            occurred_at=now,
+            room_id=room_id,
+            booking_id=f"b{n}",
+            member_id=f"m{n}",
+            party_size=party,
+            starts_at=starts,
+            ends_at=min(starts + timedelta(minutes=15 * length), DAY0 + timedelta(hours=22)),
+        )
+        decide(room, request, now)
+    confirmed = [b for b in room.bookings.values() if b.holds_room]
+    walk_ins = 0
+    inside: dict[str, int] = {}
+    """Persons of each booking inside (they leave when it ends)."""
+    now = opening
+
+    def leave(persons: int, at: datetime) -> None:
+        event = Checkout(
+            event_id=uuid4(), occurred_at=at, room_id=room_id, kiosk_id="door", party_size=persons
+        )
+        [decision] = decide(room, event, now)[1]
+        assert isinstance(decision, CheckoutRecorded)
+
+    for advance, (kind, *args) in steps:
+        now += timedelta(minutes=advance)
+        if now >= DAY0 + timedelta(hours=22):
+            break
+        for booking in confirmed:
+            if booking.ends_at <= now and inside.get(booking.booking_id):
+                leave(inside.pop(booking.booking_id), booking.ends_at)
+        match kind:
+            case "walk_in":
+                (party,) = args
+                event = Checkin(
+                    event_id=uuid4(),
+                    occurred_at=now,
+                    room_id=room_id,
+                    kiosk_id="door",
+                    party_size=party,
+                )
+                [decision] = decide(room, event, now)[1]
+                if isinstance(decision, CheckinAdmitted):
+                    walk_ins += party
+            case "leave" if walk_ins:
+                persons = min(args[0], walk_ins)
+                leave(persons, now)
+                walk_ins -= persons
+            case "arrive":
+                pick, part = args
+                expected = [
+                    b
+                    for b in confirmed
+                    if b.expected
+                    and arrival_opens_reference(room, b, POLICY.early_arrival) <= now < b.ends_at
+                ]
+                if not expected:
+                    continue
+                booking = expected[pick % len(expected)]
+                party = min(part, booking.expected)
+                event = Checkin(
+                    event_id=uuid4(),
+                    occurred_at=now,
+                    room_id=room_id,
+                    kiosk_id="door",
+                    party_size=party,
+                    member_id=booking.member_id,
+                    booking_id=booking.booking_id if pick % 2 else None,
+                )
+                [decision] = decide(room, event, now)[1]
+                assert isinstance(decision, CheckinAdmitted), (decision, booking, room)
+                assert decision.attended_booking_id == booking.booking_id
+                inside[booking.booking_id] = inside.get(booking.booking_id, 0) + party
+            case "tick":
+                decide(room, ClockTick(event_id=uuid4(), occurred_at=now, room_id=room_id), now)

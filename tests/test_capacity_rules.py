@@ -588,14 +588,6 @@ def test_shared_room_counts_session_seats_as_held() -> None:
     book(room, "b2", party=2, start=kst(15), end=kst(17))
 
 
-def test_booking_with_a_duplicate_id_is_invalid() -> None:
-    room = club()
-    book(room, "b1", start=kst(10), end=kst(11))
-    rejected = only(room, booking("b1", member="m2", start=kst(15), end=kst(16)), BookingRejected)
-    assert rejected.reason == "invalid"
-    assert room.bookings["b1"].member_id == "m1"
-
-
 # --- cancellations ----------------------------------------------------------------------
 
 
@@ -707,12 +699,11 @@ def test_freed_seats_promote_every_waitlisted_enrollment_that_fits_in_order() ->
     assert promoted == ["b", "c"]
 
 
-def test_nobody_overtakes_the_waitlist() -> None:
+def test_a_newcomer_too_big_for_the_free_seats_waits_behind_the_waitlist() -> None:
     room = with_session(seats=5)
     only(room, enroll("a", party=3), EnrollmentConfirmed)
     only(room, enroll("b", party=3), EnrollmentWaitlisted)
-    # Two seats are free, but "b" waits first.
-    assert only(room, enroll("c", party=1), EnrollmentWaitlisted).waitlist_position == 2
+    assert only(room, enroll("c", party=3), EnrollmentWaitlisted).waitlist_position == 2
 
 
 def test_cancel_of_a_waitlisted_enrollment_promotes_nobody() -> None:
@@ -759,8 +750,9 @@ def test_a_party_too_big_for_the_rest_of_the_room_is_denied() -> None:
 def test_exclusive_room_booked_by_someone_else_now_is_reserved() -> None:
     room = club()
     book(room, "b1", member="kim", party=4)
-    # A quarter of an hour before the booking starts the room is still free for walk-ins.
-    only(room, checkin(kst(9, 50)), CheckinAdmitted, now=kst(9, 50))
+    # Until a quarter of an hour before the booking starts the room is free for walk-ins.
+    only(room, checkin(kst(9, 44)), CheckinAdmitted, now=kst(9, 44))
+    assert only(room, checkin(kst(9, 45)), CheckinDenied, now=kst(9, 45)).reason == "reserved"
     denied = only(room, checkin(kst(10, 30), member="lee"), CheckinDenied, now=kst(10, 30))
     assert denied.reason == "reserved"
     only(room, checkin(kst(12)), CheckinAdmitted, now=kst(12))  # the booking is over
@@ -823,9 +815,11 @@ def test_checkin_outside_opening_hours_is_closed(at: datetime, admitted: bool) -
 def test_shared_room_keeps_places_for_booked_parties_not_yet_arrived() -> None:
     room = lounge(10)
     book(room, "b1", member="kim", party=6)
-    # Before the booking starts nothing is held.
-    only(room, checkin(kst(9, 30), party=5, room_id="lounge"), CheckinAdmitted, now=kst(9, 30))
-    only(room, checkout(kst(9, 59), party=5, room_id="lounge"), CheckoutRecorded, now=kst(9, 59))
+    # Even before the booking starts its places are kept from walk-ins (who may stay).
+    denied = only(
+        room, checkin(kst(9, 30), party=5, room_id="lounge"), CheckinDenied, now=kst(9, 30)
+    )
+    assert denied.reason == "room_full"
     at = kst(10, 30)
     denied = only(room, checkin(at, party=5, room_id="lounge"), CheckinDenied, now=at)
     assert denied.reason == "room_full"
@@ -1005,3 +999,312 @@ def test_max_concurrent_treats_intervals_as_half_open() -> None:
     assert max_concurrent(holds, kst(10), kst(12)) == 6
     assert max_concurrent(holds, kst(11, 30), kst(12)) == 4
     assert max_concurrent(holds, kst(12), kst(13)) == 0
+
+
+# --- protected bookings: the booked party finds its places (issue 9, 1) ------------------
+
+
+def test_walk_ins_in_the_early_arrival_window_of_an_exclusive_booking_are_reserved() -> None:
+    """Ten walk-ins at 17:50 used to fill the room booked from 18:00 for a party of 8."""
+    room = club()
+    book(room, "eve", member="kim", party=8, start=kst(18), end=kst(20))
+    at = kst(17, 50)
+    denied = only(room, checkin(at, party=10), CheckinDenied, now=at)
+    assert denied.reason == "reserved"
+    admitted = only(room, checkin(kst(18), party=8, member="kim"), CheckinAdmitted, now=kst(18))
+    assert admitted.attended_booking_id == "eve"
+    assert run(room, tick(kst(18, 15)), kst(18, 15)) == []  # not a no-show
+    assert room.bookings["eve"].status == "confirmed"
+
+
+def test_walk_ins_before_the_window_leave_the_booked_partys_places_free() -> None:
+    room = club()
+    book(room, "eve", member="kim", party=8, start=kst(18), end=kst(20))
+    at = kst(17, 30)
+    # Walk-ins may stay until closing: only 15 - 8 places are left for them.
+    assert only(room, checkin(at, party=10), CheckinDenied, now=at).reason == "room_full"
+    only(room, checkin(at, party=7), CheckinAdmitted, now=at)
+    assert only(room, checkin(at), CheckinDenied, now=at).reason == "room_full"
+    admitted = only(room, checkin(kst(18), party=8, member="kim"), CheckinAdmitted, now=kst(18))
+    assert admitted.occupancy == 15
+
+
+def test_a_shared_room_holds_a_bookings_places_before_it_starts() -> None:
+    room = lounge(10)
+    book(room, "eve", member="kim", party=6, start=kst(18), end=kst(20))
+    at = kst(17, 50)
+    assert only(room, checkin(at, party=5, room_id="lounge"), CheckinDenied, now=at).reason == (
+        "room_full"
+    )
+    only(room, checkin(at, party=4, room_id="lounge"), CheckinAdmitted, now=at)
+    booker = checkin(kst(18), party=6, member="kim", room_id="lounge")
+    assert only(room, booker, CheckinAdmitted, now=kst(18)).occupancy == 10
+
+
+def test_a_party_arriving_in_parts_keeps_the_places_of_those_still_to_come() -> None:
+    room = lounge(10)
+    book(room, "b1", member="kim", party=6, start=kst(10), end=kst(12))
+    at = kst(10, 5)
+    only(room, checkin(at, party=2, member="kim", room_id="lounge"), CheckinAdmitted, now=at)
+    assert room.bookings["b1"].arrived == 2
+    # Four of kim's party are still to come: walk-ins get 10 - 2 - 4.
+    assert only(room, checkin(at, party=5, room_id="lounge"), CheckinDenied, now=at).reason == (
+        "room_full"
+    )
+    only(room, checkin(at, party=4, room_id="lounge"), CheckinAdmitted, now=at)
+    rest = checkin(kst(10, 20), party=4, booking_id="b1", room_id="lounge")
+    assert only(room, rest, CheckinAdmitted, now=kst(10, 20)).occupancy == 10
+    assert room.bookings["b1"].arrived == 6
+
+
+def test_a_booked_party_larger_than_its_booking_brings_walk_ins() -> None:
+    room = club()
+    book(room, "b1", member="kim", party=4, start=kst(10), end=kst(12))
+    book(room, "b2", member="lee", party=14, start=kst(13), end=kst(15))
+    # kim comes with 6: 4 booked, 2 more who may stay, and lee's 14 must still fit later.
+    denied = only(room, checkin(kst(10), party=6, member="kim"), CheckinDenied, now=kst(10))
+    assert denied.reason == "room_full"
+    admitted = only(room, checkin(kst(10), party=5, member="kim"), CheckinAdmitted, now=kst(10))
+    assert admitted.attended_booking_id == "b1"
+    assert room.bookings["b1"].arrived == 4
+
+
+# --- back to back: a party comes in when its own booking holds the room (issue 9, 2) ------
+
+
+def test_back_to_back_the_next_party_waits_for_the_booking_before_it_to_end() -> None:
+    room = club()
+    book(room, "a", member="kim", party=4, start=kst(10), end=kst(12))
+    book(room, "b", member="lee", party=4, start=kst(12), end=kst(14))
+    at = kst(11, 50)
+    assert only(room, checkin(at, member="lee"), CheckinDenied, now=at).reason == "reserved"
+    named = checkin(at, booking_id="b", member="lee")
+    assert only(room, named, CheckinDenied, now=at).reason == "reserved"
+    only(room, checkin(at, member="kim"), CheckinAdmitted, now=at)  # a's own party
+    admitted = only(room, checkin(kst(12), member="lee"), CheckinAdmitted, now=kst(12))
+    assert admitted.attended_booking_id == "b"
+
+
+def test_after_a_gap_the_next_party_may_come_early_again() -> None:
+    room = club()
+    book(room, "a", member="kim", party=4, start=kst(10), end=kst(11, 50))
+    book(room, "b", member="lee", party=4, start=kst(12), end=kst(14))
+    only(room, checkin(kst(11, 50), member="lee"), CheckinAdmitted, now=kst(11, 50))
+    assert room.bookings["b"].checked_in
+
+
+def test_in_a_shared_room_an_early_party_waits_while_it_would_not_fit() -> None:
+    room = lounge(10)
+    book(room, "a", member="kim", party=6, start=kst(10), end=kst(12))
+    book(room, "b", member="lee", party=6, start=kst(12), end=kst(14))
+    book(room, "c", member="park", party=2, start=kst(14), end=kst(15))
+    only(
+        room,
+        checkin(kst(10), party=6, member="kim", room_id="lounge"),
+        CheckinAdmitted,
+        now=kst(10),
+    )
+    early = checkin(kst(11, 50), party=6, member="lee", room_id="lounge")
+    decision = only(room, early, CheckinDenied, now=kst(11, 50))
+    assert (decision.reason, decision.attended_booking_id) == ("room_full", None)
+    # Beside b's 6 there is room for c's 2, so c's party may come a quarter early.
+    only(room, checkout(kst(12), party=6, room_id="lounge"), CheckoutRecorded, now=kst(12))
+    only(
+        room,
+        checkin(kst(12), party=6, member="lee", room_id="lounge"),
+        CheckinAdmitted,
+        now=kst(12),
+    )
+    at = kst(13, 45)
+    admitted = only(
+        room, checkin(at, party=2, member="park", room_id="lounge"), CheckinAdmitted, now=at
+    )
+    assert admitted.attended_booking_id == "c"
+
+
+# --- fair waitlists (issue 9, 3) --------------------------------------------------------
+
+
+def test_a_newcomer_that_fits_the_free_seats_is_confirmed_despite_the_waitlist() -> None:
+    room = with_session(seats=20)
+    only(room, enroll("many", party=19), EnrollmentConfirmed)
+    only(room, enroll("three", party=3), EnrollmentWaitlisted)
+    confirmed = only(room, enroll("one", party=1), EnrollmentConfirmed)
+    assert confirmed.party_size == 1
+    assert [e.member_id for e in room.sessions["s1"].waitlist] == ["three"]
+
+
+def test_a_freed_seat_goes_to_the_oldest_waitlisted_party_that_fits() -> None:
+    room = with_session(seats=5)
+    only(room, enroll("a", party=3), EnrollmentConfirmed)
+    only(room, enroll("b", party=2), EnrollmentConfirmed)
+    only(room, enroll("c", party=3), EnrollmentWaitlisted)
+    only(room, enroll("d", party=3), EnrollmentWaitlisted)
+    decisions = run(room, unenroll("b"))
+    assert [d.type for d in decisions] == ["enrollment.cancelled"]  # 2 free: neither fits
+    decisions = run(room, unenroll("a"))
+    assert [(d.type, getattr(d, "member_id", None)) for d in decisions] == [
+        ("enrollment.cancelled", "a"),
+        ("enrollment.promoted", "c"),
+    ]
+
+
+# --- distancing: sessions and the people inside (issue 9, 4) ----------------------------
+
+
+def test_a_capacity_cut_caps_a_sessions_seats_and_lists_the_session() -> None:
+    room = new_room("edu", capacity=30, name="교육실")
+    only(room, session(seats=20), SessionScheduledDecision)
+    for i in range(8):
+        only(room, enroll(f"m{i}"), EnrollmentConfirmed)
+    cut = only(room, capacity_changed(10, room_id="edu"), CapacityChanged)
+    assert cut.conflicting_session_ids == ["s1"]
+    assert cut.conflicting_booking_ids == []
+    only(room, enroll("m8"), EnrollmentConfirmed)
+    only(room, enroll("m9"), EnrollmentConfirmed)
+    waiting = only(room, enroll("m10"), EnrollmentWaitlisted)
+    assert waiting.waitlist_position == 1
+    assert room.sessions["s1"].seats_taken == 10
+    # The capacity back at 30: the session has its 20 seats again, and the waitlist moves up.
+    event = capacity_changed(30, room_id="edu")
+    restored, promoted = run(room, event)
+    assert isinstance(restored, CapacityChanged) and restored.conflicting_session_ids == []
+    assert isinstance(promoted, EnrollmentPromoted) and promoted.member_id == "m10"
+    assert promoted.caused_by == event.event_id
+
+
+def test_a_capacity_cut_below_the_people_inside_says_how_many_are_over() -> None:
+    room = club()
+    only(room, checkin(kst(10), party=12), CheckinAdmitted, now=kst(10))
+    cut = only(room, capacity_changed(10), CapacityChanged, now=kst(10, 1))
+    assert (cut.capacity, cut.occupancy_over_capacity) == (10, 2)
+    assert room.occupancy == 12  # nobody is put out; new arrivals wait
+    assert only(room, checkin(kst(10, 2)), CheckinDenied, now=kst(10, 2)).reason == "room_full"
+    fine = only(room, capacity_changed(15), CapacityChanged, now=kst(10, 3))
+    assert fine.occupancy_over_capacity == 0
+
+
+def test_a_reconfiguration_lists_sessions_and_the_persons_over_too() -> None:
+    room = new_room("edu", capacity=30, name="교육실")
+    only(room, session(seats=20), SessionScheduledDecision)
+    only(room, checkin(kst(10), party=25, room_id="edu"), CheckinAdmitted, now=kst(10))
+    [decision] = decide(room, configured("edu", capacity=12, name="교육실"), kst(10, 1))[1]
+    assert isinstance(decision, RoomConfiguredDecision)
+    assert decision.conflicting_session_ids == ["s1"]
+    assert decision.occupancy_over_capacity == 13
+
+
+# --- booking ids are never reused (issue 9, 5) ------------------------------------------
+
+
+def test_a_booking_id_still_in_the_rooms_state_is_a_duplicate() -> None:
+    room = club()
+    book(room, "b1", start=kst(10), end=kst(11))
+    rejected = only(room, booking("b1", member="m2", start=kst(15), end=kst(16)), BookingRejected)
+    assert rejected.reason == "duplicate_booking_id"
+    assert room.bookings["b1"].member_id == "m1"
+
+
+def test_a_booking_id_the_state_forgot_is_still_a_duplicate() -> None:
+    room = club()
+    book(room, "b1", start=kst(10), end=kst(11))
+    later = kst(11) + KEEP_HISTORY + timedelta(hours=1)
+    run(room, tick(later), later)
+    assert "b1" not in room.bookings
+    again = booking(
+        "b1", member="m2", start=later + timedelta(hours=1), end=later + timedelta(hours=2)
+    )
+    _, decisions = decide(room, again, later, seen_booking_ids={"b1"})
+    [rejected] = decisions
+    assert isinstance(rejected, BookingRejected) and rejected.reason == "duplicate_booking_id"
+    assert "b1" not in room.bookings
+
+
+def test_a_cancel_after_the_booking_ended_is_rejected_and_changes_nothing() -> None:
+    room = club()
+    book(room, "b1", member="kim", start=kst(10), end=kst(11))
+    only(room, checkin(kst(10), member="kim"), CheckinAdmitted, now=kst(10))
+    rejected = only(room, cancel("b1", member="kim"), BookingRejected, now=kst(11))
+    assert rejected.reason == "booking_ended"
+    assert room.bookings["b1"].status == "confirmed"
+    # Someone else is not told the booking exists.
+    other = only(room, cancel("b1", member="lee"), BookingRejected, now=kst(11))
+    assert other.reason == "unknown_booking"
+
+
+def test_a_cancel_while_the_booking_runs_is_still_accepted() -> None:
+    room = club()
+    book(room, "b1", member="kim", start=kst(10), end=kst(11))
+    only(room, cancel("b1", member="kim"), BookingCancelled, now=kst(10, 59))
+
+
+# --- requests answered, not dead-lettered (issue 9, 6) ----------------------------------
+
+
+def test_a_booking_ending_when_it_starts_is_rejected_invalid() -> None:
+    rejected = only(club(), booking("b1", start=kst(10), end=kst(10)), BookingRejected)
+    assert rejected.reason == "invalid"
+    backwards = only(club(), booking("b1", start=kst(11), end=kst(10)), BookingRejected)
+    assert backwards.reason == "invalid"
+
+
+def test_a_session_ending_when_it_starts_is_rejected_invalid() -> None:
+    rejected = only(classroom(), session(start=kst(14), end=kst(14)), SessionRejected)
+    assert rejected.reason == "invalid"
+
+
+def test_a_room_open_overnight_takes_bookings_across_midnight() -> None:
+    room = new_room("bar", opens="18:00", closes="02:00")
+    book(room, "late", start=kst(23), end=kst(1, day=21))
+    book(room, "later", member="m2", start=kst(1, day=21), end=kst(2, day=21))
+    for n, (start, end) in enumerate(
+        [(kst(1, 30, day=21), kst(2, 30, day=21)), (kst(17), kst(19))]
+    ):
+        rejected = only(
+            room, booking(f"x{n}", room_id="bar", start=start, end=end), BookingRejected
+        )
+        assert rejected.reason == "outside_opening_hours"
+    at = kst(1, 30, day=21)
+    only(room, checkin(at, party=2, room_id="bar", member="m2"), CheckinAdmitted, now=at)
+    closed = checkin(kst(2, day=21), room_id="bar")
+    assert only(room, closed, CheckinDenied, now=kst(2, day=21)).reason == "closed"
+    *released, out = run(room, tick(kst(2, 1, day=21), "bar"), kst(2, 1, day=21))
+    assert [d.type for d in released] == ["booking.released"]  # "late": nobody came
+    assert isinstance(out, CheckoutRecorded) and out.party_size == 2
+
+
+def test_a_room_open_around_the_clock_takes_a_booking_across_midnight() -> None:
+    room = new_room("hall", mode="shared", opens="00:00", closes="24:00")
+    book(room, "night", start=kst(23), end=kst(1, day=21))
+    booker = checkin(kst(23, 30), party=2, member="m1", room_id="hall")
+    only(room, booker, CheckinAdmitted, now=kst(23, 30))
+    # Midnight is no closing: nobody is checked out, and the room stays open.
+    assert run(room, tick(kst(0, 1, day=21), "hall"), kst(0, 1, day=21)) == []
+    assert room.occupancy == 2
+    at = kst(0, 30, day=21)
+    only(room, checkin(at, room_id="hall"), CheckinAdmitted, now=at)
+
+
+def test_a_state_stored_before_parties_were_counted_reads_a_checked_in_party_as_come() -> None:
+    """Rooms in databases written before ``arrived`` existed: a checked-in booking's party
+    came whole (v1 kept no places for it), one not checked in is still expected."""
+    room = lounge(10)
+    book(room, "in", member="kim", party=4, start=kst(10), end=kst(12))
+    book(room, "out", member="lee", party=3, start=kst(10), end=kst(12))
+    document = room.to_json()
+    for stored in document["bookings"]:
+        del stored["arrived"]
+    document["bookings"][0]["checked_in"] = True
+    restored = Room.from_json(document)
+    assert (restored.bookings["in"].arrived, restored.bookings["in"].expected) == (4, 0)
+    assert (restored.bookings["out"].arrived, restored.bookings["out"].expected) == (0, 3)
+
+
+def test_a_room_no_longer_open_around_the_clock_checks_out_at_its_next_closing_only() -> None:
+    room = new_room("hall", mode="shared", opens="00:00", closes="24:00")
+    only(room, checkin(kst(14), party=3, room_id="hall"), CheckinAdmitted, now=kst(14))
+    decide(room, configured("hall", mode="shared", opens="09:00", closes="22:00"), kst(15))
+    assert run(room, tick(kst(15, 1), "hall"), kst(15, 1)) == []  # not "last night's closing"
+    assert room.occupancy == 3
+    [out] = run(room, tick(kst(22), "hall"), kst(22))
+    assert isinstance(out, CheckoutRecorded) and out.party_size == 3

@@ -71,6 +71,10 @@ def month_index(month: str) -> int:
     return int(month[:4]) * 12 + int(month[5:7])
 
 
+WALK_IN_ROOM = "seosan-club-2"
+"""No booking of it reached its start (none attended, none released): no no-show rate."""
+
+
 def room_figures(room_index: int, month: str) -> dict[str, Any]:
     """Deterministic, distinct figures for one room and month."""
     k = month_index(month) - month_index(FIRST_MONTH) + 1
@@ -78,11 +82,17 @@ def room_figures(room_index: int, month: str) -> dict[str, Any]:
     season = SEASON[int(month[5:7]) - 1]
     booked = round((10.5 * r + 3.25 * k) * season, 4)
     open_hours = 13.0 * 30
+    capacity_hours = ROOMS[room_index][3] * open_hours
+    person_hours = round((41.5 * r + 6.75 * k) * season, 4)
+    walk_in = ROOMS[room_index][0] == WALK_IN_ROOM
+    no_shows = 0 if walk_in else (r + k) % 2
+    attended = 0 if walk_in else 3 * r + k % 4
+    peak_day, peak_hour = 1 + (r + k) % 28, 10 + (r * k) % 10
     return {
         "bookings_confirmed": round((4 * r + k) * season),
         "bookings_rejected": r,
         "bookings_cancelled": k % 3,
-        "no_shows": (r + k) % 2,
+        "no_shows": no_shows,
         "booked_hours": booked,
         "open_hours": open_hours,
         "utilization": round(booked / open_hours, 4),
@@ -90,7 +100,31 @@ def room_figures(room_index: int, month: str) -> dict[str, Any]:
         "checkins_denied": (r * k) % 4,
         "unique_members": 9 * r + k,
         "peak_occupancy": min(15, 3 + r + k % 5),
+        "person_hours": person_hours,
+        "capacity_hours": capacity_hours,
+        "occupancy_utilization": round(person_hours / capacity_hours, 4),
+        "bookings_attended": attended,
+        "no_show_rate": None if walk_in else round(no_shows / (no_shows + attended), 4),
+        "peak_at": f"{month}-{peak_day:02d}T{peak_hour:02d}:{5 * r:02d}:00+09:00",
+        "peak_hour": peak_hour,
     }
+
+
+SUMMED = (
+    "bookings_confirmed",
+    "bookings_rejected",
+    "bookings_cancelled",
+    "no_shows",
+    "booked_hours",
+    "open_hours",
+    "visits",
+    "checkins_denied",
+    "unique_members",
+    "peak_occupancy",
+    "person_hours",
+    "capacity_hours",
+    "bookings_attended",
+)
 
 
 def message(scope: str, ident: str, month: str, figures: dict[str, Any]) -> dict[str, Any]:
@@ -122,10 +156,18 @@ def demo_values() -> dict[str, dict[str, Any]]:
                     continue
                 figures = room_figures(i, month)
                 values[usage_key("room", room[0], month)] = message("room", room[0], month, figures)
-                for name, value in figures.items():
-                    total[name] = total.get(name, 0) + value
-            total["booked_hours"] = round(total["booked_hours"], 4)
+                for name in SUMMED:
+                    total[name] = total.get(name, 0) + figures[name]
+                total.setdefault("peak_at", figures["peak_at"])
+                total.setdefault("peak_hour", figures["peak_hour"])
+            for name in ("booked_hours", "person_hours"):
+                total[name] = round(total[name], 4)
             total["utilization"] = round(total["booked_hours"] / total["open_hours"], 4)
+            total["occupancy_utilization"] = round(
+                total["person_hours"] / total["capacity_hours"], 4
+            )
+            reached = total["no_shows"] + total["bookings_attended"]
+            total["no_show_rate"] = round(total["no_shows"] / reached, 4) if reached else None
             total["unique_members"] -= 3  # members who used two rooms count once
             total["peak_occupancy"] += 2
             values[usage_key("center", center, month)] = message("center", center, month, total)
@@ -266,6 +308,28 @@ def test_normalise_fills_missing_fields() -> None:
     assert value["visits"] == 3 and value["booked_hours"] == 0.0 and value["final"] is True
     assert value["has_data"] is True and value["revised_after_close"] is False
     assert normalise_aggregate("room", "r1", MONTH, None)["has_data"] is False
+    # a value stored before the occupancy figures existed: zeros, and no rate or peak time
+    assert (value["occupancy_utilization"], value["person_hours"], value["capacity_hours"]) == (
+        0.0,
+        0.0,
+        0.0,
+    )
+    assert (value["no_show_rate"], value["peak_at"], value["peak_hour"]) == (None, None, None)
+    assert value["bookings_attended"] == 0
+
+
+def test_normalise_keeps_the_occupancy_figures() -> None:
+    stored = {
+        "occupancy_utilization": 0.0421,
+        "person_hours": 491.25,
+        "capacity_hours": 11_700.0,
+        "bookings_attended": 7,
+        "no_show_rate": 0.125,
+        "peak_at": "2026-11-28T14:03:00+09:00",
+        "peak_hour": 14,
+    }
+    value = normalise_aggregate("room", "r1", MONTH, stored)
+    assert {k: value[k] for k in stored} == stored  # type: ignore[literal-required]
 
 
 # --- read models, on each backend -----------------------------------------------------
@@ -402,6 +466,15 @@ async def test_usage_figures(
 
     rooms = {r["room_id"]: r for r in body["rooms"]}
     assert list(rooms) == sorted(r[0] for r in ROOMS if r[1] == "seosan")
+    for room_id, room in rooms.items():  # every room's figures, the new ones included
+        if room["has_data"]:
+            stored_room = values[f"room:{room_id}:{MONTH}"]
+            for field in FIELDS:
+                assert room[field] == stored_room[field], (room_id, field)
+    office = rooms["seosan-office"]
+    assert office["occupancy_utilization"] > 0 and office["no_show_rate"] is not None
+    assert office["peak_hour"] == int(office["peak_at"][11:13])
+    assert rooms[WALK_IN_ROOM]["no_show_rate"] is None
     club = rooms["seosan-club-2"]
     assert club["name"] == "동아리실 2" and club["capacity"] == 15
     assert club["visits"] == values[f"room:seosan-club-2:{MONTH}"]["visits"]
@@ -473,11 +546,19 @@ async def test_csv_export(
     total = values[f"center:seosan:{MONTH}"]
     assert int(rows[-1]["visits"]) == total["visits"]
     assert float(rows[-1]["booked_hours"]) == total["booked_hours"]
+    assert float(rows[-1]["occupancy_utilization"]) == total["occupancy_utilization"]
+    assert float(rows[-1]["no_show_rate"]) == total["no_show_rate"]
     assert rows[-1]["final"] == "false"
     office = values[f"room:seosan-office:{MONTH}"]
     assert int(rows[3]["bookings_confirmed"]) == office["bookings_confirmed"]
+    assert float(rows[3]["occupancy_utilization"]) == office["occupancy_utilization"]
+    assert float(rows[3]["no_show_rate"]) == office["no_show_rate"]
+    assert rows[3]["peak_at"] == office["peak_at"]
+    assert int(rows[3]["peak_hour"]) == office["peak_hour"]
     assert rows[3]["name"] == "공유오피스"
+    assert rows[2]["no_show_rate"] == ""  # the walk-in room: no booking reached its start
     assert rows[0]["visits"] == "0" and rows[0]["updated_at"] == ""
+    assert rows[0]["no_show_rate"] == "" and rows[0]["peak_at"] == ""
 
 
 def test_usage_csv_is_pure() -> None:
@@ -521,9 +602,14 @@ async def test_page_and_static_files(client: httpx.AsyncClient) -> None:
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     for marker in ('id="rooms-table"', 'id="occupancy"', 'id="csv-link"', 'id="chart"'):
         assert marker in page.text
+    for header in ("Occupancy util.", "No-show rate", "Peak at"):
+        assert header in page.text
     for name in ("app.js", "style.css"):
         assert (await client.get(f"/static/{name}")).status_code == 200
-    assert "EventSource" in (await client.get("/static/app.js")).text
+    script = (await client.get("/static/app.js")).text
+    assert "EventSource" in script
+    for field in ("occupancy_utilization", "no_show_rate", "peak_at"):
+        assert f'"{field}"' in script, field
 
 
 # --- server-sent events ---------------------------------------------------------------

@@ -110,6 +110,11 @@ async def test_dashboard_page(server: tuple[Settings, ServerThread], tmp_path: P
                 "els => els.map(e => [e.dataset.month, Number(e.dataset.utilization)])",
             )
             assert points == [[m["month"], m["utilization"]] for m in usage["months"]]
+            occupied = await page.eval_on_selector_all(
+                "#chart-svg circle.occ-point",
+                "els => els.map(e => [e.dataset.month, Number(e.dataset.occupancyUtilization)])",
+            )
+            assert occupied == [[m["month"], m["occupancy_utilization"]] for m in usage["months"]]
             # Taller bar for more visits (the drawing matches the data).
             heights = await page.eval_on_selector_all(
                 "#chart-svg rect.bar.visits", "els => els.map(e => e.getBBox().height)"
@@ -135,10 +140,24 @@ async def test_dashboard_page(server: tuple[Settings, ServerThread], tmp_path: P
                 assert abs(number(shown["booked_hours"]) - room["booked_hours"]) <= 0.0501
                 assert abs(number(shown["open_hours"]) - room["open_hours"]) <= 0.0501
                 assert abs(number(shown["utilization"]) - room["utilization"] * 100) <= 0.0501
+                occupied = room["occupancy_utilization"] * 100
+                assert abs(number(shown["occupancy_utilization"]) - occupied) <= 0.0501
+                if room["no_show_rate"] is None:
+                    assert shown["no_show_rate"] == "—"
+                else:
+                    rate = room["no_show_rate"] * 100
+                    assert abs(number(shown["no_show_rate"]) - rate) <= 0.0501
+                if room["peak_at"] is None:
+                    assert shown["peak_at"] == "—"
+                else:  # day and time of the room's local clock: "14일 12:10"
+                    day, time = int(room["peak_at"][8:10]), room["peak_at"][11:16]
+                    assert shown["peak_at"] == f"{day}일 {time}"
             total = await page.inner_text('#rooms-table tfoot td[data-field="visits"]')
             assert number(total) == usage["center"]["visits"]
             kpi = await page.inner_text('#kpis [data-field="visits"] .kpi-value')
             assert number(kpi) == usage["center"]["visits"]
+            kpi = await page.inner_text('#kpis [data-field="occupancy_utilization"] .kpi-value')
+            assert abs(number(kpi) - usage["center"]["occupancy_utilization"] * 100) <= 0.0501
 
             # Live occupancy against capacity.
             shown_occ = await page.eval_on_selector_all(
@@ -165,6 +184,7 @@ async def test_dashboard_page(server: tuple[Settings, ServerThread], tmp_path: P
                 assert int(row["visits"]) == room["visits"]
                 assert float(row["booked_hours"]) == room["booked_hours"]
                 assert float(row["utilization"]) == room["utilization"]
+                assert float(row["occupancy_utilization"]) == room["occupancy_utilization"]
 
             # Another month through the picker: a revised, final month shows its badges.
             await page.fill("#month-input", REVISED_MONTH)

@@ -7,7 +7,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from infra.db import Database, OutboxRow, ProcessedInput, RoomRow, StaleState, utcnow
+from infra.db import (
+    BookingIdRow,
+    Database,
+    OutboxRow,
+    ProcessedInput,
+    RoomRow,
+    StaleState,
+    utcnow,
+)
 from infra.settings import Settings
 
 
@@ -117,3 +125,66 @@ async def test_a_state_write_expecting_an_older_version_fails_and_changes_nothin
     async with db.session() as session:
         decisions = await session.scalar(select(RoomRow.decisions))
     assert decisions == 2  # each write adds the decisions it made
+
+
+async def test_booking_ids_are_remembered_once_and_found_by_room_and_id(db: Database) -> None:
+    async with db.unit_of_work("room-authority") as uow:
+        assert await uow.booking_ids_seen([("r1", "b1")]) == set()
+        uow.remember_booking_id("r1", "b1")
+        uow.remember_booking_id("r1", "b1")  # twice in one batch: one row
+        uow.remember_booking_id("r2", "b1")
+    async with db.unit_of_work("room-authority") as uow:
+        uow.remember_booking_id("r1", "b1")  # known already: it stays, no error
+        uow.remember_booking_id("r1", "b2")
+    async with db.unit_of_work("room-authority") as uow:
+        wanted = [("r1", "b1"), ("r1", "b2"), ("r2", "b2"), ("r3", "b1")]
+        assert await uow.booking_ids_seen(wanted) == {("r1", "b1"), ("r1", "b2")}
+        many = [("r1", f"x{n}") for n in range(1200)] + [("r2", "b1")]
+        assert await uow.booking_ids_seen(many) == {("r2", "b1")}
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(BookingIdRow)) == 3
+
+
+async def test_booking_ids_are_not_written_when_the_batch_rolls_back(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.unit_of_work("room-authority") as uow:
+            uow.remember_booking_id("r1", "b1")
+            raise RuntimeError("crash before commit")
+    async with db.unit_of_work("room-authority") as uow:
+        assert await uow.booking_ids_seen([("r1", "b1")]) == set()
+
+
+async def test_the_upgrade_copies_the_booking_ids_still_in_the_rooms_states(
+    database_url: str,
+) -> None:
+    """A database with history: the ids its rooms still hold are answered already."""
+    from alembic import command
+
+    from infra.migrations import alembic_config
+
+    database = Database(Settings(database_url=database_url))
+    try:
+        async with database.engine.connect() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0003"))
+            await conn.commit()
+        bookings = [{"booking_id": "b1"}, {"booking_id": "b2"}]
+        async with database.session() as session, session.begin():
+            for room_id, state in (("r1", {"bookings": bookings}), ("r2", {"bookings": []})):
+                await session.execute(
+                    RoomRow.__table__.insert().values(  # type: ignore[attr-defined]
+                        room_id=room_id,
+                        center_id="c",
+                        state=state,
+                        occupancy=0,
+                        capacity=5,
+                        decisions=0,
+                        updated_at=utcnow(),
+                        version=1,
+                    )
+                )
+        await database.migrate()
+        async with database.unit_of_work("room-authority") as uow:
+            found = await uow.booking_ids_seen([("r1", "b1"), ("r1", "b2"), ("r2", "b1")])
+        assert found == {("r1", "b1"), ("r1", "b2")}
+    finally:
+        await database.dispose()

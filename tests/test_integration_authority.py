@@ -226,10 +226,12 @@ async def test_an_input_whose_decision_fails_is_dead_lettered_and_the_room_goes_
                 break
         letters = await read_topic(stack_settings, stack_settings.topics.dead_letters, expect=1)
     poisoned = {json.loads(base64.b64decode(letter["original"]))["event_id"] for letter in letters}
-    assert str(far_future.event_id) in poisoned
     assert all("could not be decided" in letter["reason"] for letter in letters)
-    # The year-1 check-in gets exactly one outcome: a denial, or a dead letter.
-    assert (str(ancient.event_id) in poisoned) != (str(ancient.event_id) in by_cause)
+    # Each poison time gets exactly one outcome: a decision, or a dead letter. (The
+    # rules no longer overflow on year 9999; the loop's handling of a record that does
+    # raise is proved in tests/test_batch_loop.py.)
+    for poison in (ancient, far_future):
+        assert (str(poison.event_id) in poisoned) != (str(poison.event_id) in by_cause)
     assert by_cause[str(after.event_id)]["type"] == "checkin.admitted"
 
 

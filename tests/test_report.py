@@ -12,17 +12,22 @@ from entrypoints.report import (
     display_width,
     fmt_hours,
     fmt_pct,
+    fmt_peak_at,
+    fmt_rate,
     format_table,
     monthly_average,
+    occupancy_line,
+    occupancy_report,
     pad,
     render_center,
+    render_occupancy,
     report,
     status,
 )
 from infra.db import Database
 from infra.read_models import month_range, normalise_aggregate
 from infra.settings import Settings
-from tests.test_dashboard import FIRST_MONTH, MONTH, REVISED_MONTH, fill_demo
+from tests.test_dashboard import FIRST_MONTH, MONTH, REVISED_MONTH, WALK_IN_ROOM, fill_demo
 
 # --- pure helpers ---------------------------------------------------------------------
 
@@ -61,6 +66,42 @@ def test_number_formats() -> None:
     assert fmt_pct(0.4567) == "45.7%"
     assert fmt_pct(1.25) == "125.0%"
     assert fmt_pct(0.11855) == "11.9%"
+
+
+def test_rate_and_peak_formats() -> None:
+    assert fmt_rate(None) == "-" and fmt_rate(0.125) == "12.5%" and fmt_rate(0.0) == "0.0%"
+    peak = normalise_aggregate(
+        "room", "r", MONTH, {"peak_at": "2026-11-28T14:03:00+09:00", "peak_hour": 14}
+    )
+    assert fmt_peak_at(peak) == "11-28 14:03"  # the room's local time, as the value says
+    assert fmt_peak_at(normalise_aggregate("room", "r", MONTH, {"peak_hour": 9})) == "09:00"
+    assert fmt_peak_at(normalise_aggregate("room", "r", MONTH, None)) == "-"
+
+
+def test_occupancy_line_shows_a_walk_in_room_next_to_its_bookings() -> None:
+    cafe = normalise_aggregate(
+        "room",
+        "bookcafe",
+        MONTH,
+        {
+            "visits": 135,
+            "utilization": 0.0,
+            "person_hours": 491.25,
+            "capacity_hours": 10_800.0,
+            "occupancy_utilization": 0.0455,
+            "peak_occupancy": 30,
+            "peak_at": "2026-11-28T14:03:00+09:00",
+            "peak_hour": 14,
+        },
+    )
+    assert occupancy_line("공유 북카페", cafe) == (
+        "공유 북카페: occupancy 4.6% (491.3 of 10,800.0 person-hours), booked 0.0%; "
+        "peak 30 at 11-28 14:03; no booking reached its start"
+    )
+    club = normalise_aggregate(
+        "room", "club", MONTH, {"no_shows": 2, "bookings_attended": 14, "no_show_rate": 0.125}
+    )
+    assert occupancy_line("club", club).endswith("; no-show rate 12.5% (2 of 16)")
 
 
 def test_status() -> None:
@@ -136,16 +177,25 @@ async def test_report_one_center(settings: Settings, capsys: pytest.CaptureFixtu
     assert out.splitlines()[0] == f"seosan — {MONTH} (open)"
     assert "haemi" not in out
 
+    header = out.splitlines()[1].split()
+    assert header[:7] == ["Room", "Visits", "Confirmed", "Cancelled", "No-shows", "No-show", "%"]
+    assert "Util" in header and "Occupied" in header and header[-3:] == ["Peak", "at", "Status"]
+
     total = values[f"center:seosan:{MONTH}"]
     cells = row_cells(out, "Total")
     assert cells[0] == f"{total['visits']:,}"
     assert cells[1] == str(total["bookings_confirmed"])
-    assert abs(float(cells[5].replace(",", "")) - total["booked_hours"]) <= 0.0501
-    assert abs(float(cells[7].rstrip("%")) - total["utilization"] * 100) <= 0.0501
+    assert abs(float(cells[4].rstrip("%")) - total["no_show_rate"] * 100) <= 0.0501
+    assert abs(float(cells[6].replace(",", "")) - total["booked_hours"]) <= 0.0501
+    assert abs(float(cells[8].rstrip("%")) - total["utilization"] * 100) <= 0.0501
+    assert abs(float(cells[9].rstrip("%")) - total["occupancy_utilization"] * 100) <= 0.0501
+    assert cells[13:15] == [total["peak_at"][5:10], total["peak_at"][11:16]]
 
     office = values[f"room:seosan-office:{MONTH}"]
     cells = row_cells(out, "공유오피스 (seosan-office)")
     assert cells[0] == f"{office['visits']:,}" and cells[-1] == "open"
+    assert abs(float(cells[9].rstrip("%")) - office["occupancy_utilization"] * 100) <= 0.0501
+    assert row_cells(out, f"동아리실 2 ({WALK_IN_ROOM})")[4] == "-"  # no booking reached its start
     assert row_cells(out, "북카페 (seosan-cafe)")[-2:] == ["no", "data"]
 
     months = [m for m in month_range(MONTH, 12) if m >= FIRST_MONTH]
@@ -155,6 +205,39 @@ async def test_report_one_center(settings: Settings, capsys: pytest.CaptureFixtu
         f"Monthly average since the center opened ({FIRST_MONTH}, {len(months)} months): "
         f"{fmt_hours(visits)} visits, {fmt_hours(hours)} booked hours"
     )
+
+
+async def test_occupancy_report(settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_dashboard import demo_values
+
+    values = demo_values()
+    assert await occupancy_report(settings, ["2024-05", MONTH], "seosan") == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == f"seosan — {MONTH} (open): occupancy"
+    office = values[f"room:seosan-office:{MONTH}"]
+    line = next(x for x in lines if "(seosan-office)" in x)
+    assert f"occupancy {fmt_pct(office['occupancy_utilization'])} " in line
+    assert f"no-show rate {fmt_pct(office['no_show_rate'])} " in line
+    assert next(x for x in lines if WALK_IN_ROOM in x).endswith("no booking reached its start")
+    assert lines[-1].startswith("  Total: occupancy ")
+    assert await occupancy_report(settings, ["2024-05"], "seosan") == 1
+    assert "no usage figures for 2024-05" in capsys.readouterr().err
+
+
+def test_render_occupancy_is_pure() -> None:
+    room: dict[str, Any] = normalise_aggregate("room", "r1", MONTH, {"person_hours": 3.0})
+    room.update(room_id="r1", name="동아리실 1", capacity=15)
+    usage: dict[str, Any] = {
+        "center_id": "c",
+        "month": MONTH,
+        "center": normalise_aggregate("center", "c", MONTH, {"final": True}),
+        "rooms": [room],
+    }
+    lines = render_occupancy(usage).splitlines()
+    assert lines[0] == f"c — {MONTH} (final): occupancy"
+    assert lines[1].startswith("  동아리실 1 (r1): occupancy 0.0% (3.0 of 0.0 person-hours)")
+    assert lines[2].startswith("  Total: ")
 
 
 async def test_report_average_only_counts_months_up_to_the_one_asked(

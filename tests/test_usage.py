@@ -424,12 +424,19 @@ def test_peak_occupancy_per_room_and_for_the_center() -> None:
     assert usage.of_center("2026-12").peak_occupancy == 7
 
 
-def test_a_checkout_that_changes_nothing_emits_nothing() -> None:
+def test_a_checkout_that_changes_no_figure_emits_nothing() -> None:
     usage = run(
         configured_before_november(),
         admitted(kst(11, 2, 10), party=3, occupancy=3),
     )
-    assert usage.fold([checkout(kst(11, 2, 11), party=1, occupancy=2)]) == []
+    # at the same moment: no person-hours yet, and the peak stays 3
+    assert usage.fold([checkout(kst(11, 2, 10), party=1, occupancy=2)]) == []
+    # an hour later, the 2 still inside add 2 person-hours
+    out = usage.fold([checkout(kst(11, 2, 11), party=1, occupancy=1)])
+    assert [(m.key, m.person_hours) for m in out] == [
+        ("room:room-a:2026-11", 2.0),
+        ("center:center-1:2026-11", 2.0),
+    ]
     enrolled = EnrollmentConfirmed(
         event_id=uuid4(),
         caused_by=uuid4(),

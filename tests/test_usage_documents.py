@@ -1,4 +1,5 @@
-"""State documents: version 2 is written, version 1 (before the O(1) fold) is still read."""
+"""State documents: version 3 is written; version 2 (before capacities and person-hours) and
+version 1 (before the O(1) fold) are still read."""
 
 from __future__ import annotations
 
@@ -109,19 +110,103 @@ def test_version_1_documents_are_read_and_folded_on() -> None:
     assert close_month(center, "2026-11", NOW)[0].open_hours == expected
 
 
-def test_version_2_is_written_and_reads_back_the_same() -> None:
+def test_version_3_is_written_and_reads_back_the_same() -> None:
     center = CenterUsage.from_json(CENTER_V1)
     room = RoomUsage.from_json(ROOM_A_V1)
     fold(room, center, checkout(kst(11, 10, 11), 1, 2), NOW)
+    fold(room, center, checkout(kst(11, 10, 12), 1, 1), NOW)
     document = center.to_json()
-    assert document["version"] == STATE_VERSION == 2
-    assert document["occupancy"] == {ROOM_A: 2, ROOM_B: 4}
-    assert room.to_json()["version"] == 2
+    assert document["version"] == STATE_VERSION == 3
+    assert document["occupancy"] == {ROOM_A: 1, ROOM_B: 4}
+    room_document = room.to_json()
+    assert room_document["version"] == 3
+    assert room_document["capacities"] == [["2026-10-20", 20]]  # learnt from the check-outs
+    assert (room_document["occupancy"], room_document["occupied_since"]) == (
+        1,
+        kst(11, 10, 12).isoformat(),
+    )
     again = CenterUsage.from_json(json.loads(json.dumps(document)))
     assert again.to_json() == document
     assert again.rooms == center.rooms
     assert again.aggregate("2026-11", NOW) == center.aggregate("2026-11", NOW)
     assert RoomUsage.from_json(room.to_json()).to_json() == room.to_json()
+    assert RoomUsage.from_json(json.loads(json.dumps(room_document))).aggregate(
+        "2026-11", NOW
+    ) == room.aggregate("2026-11", NOW)
+
+
+# As version 2 wrote them: the version-1 room layout, the center's rooms grouped.
+ROOM_A_V2: dict[str, Any] = {**ROOM_A_V1, "version": 2}
+CENTER_V2: dict[str, Any] = {
+    "version": 2,
+    "scope": "center",
+    "center_id": CENTER,
+    "rooms": [
+        {"timezone": "Asia/Seoul", "periods": [["2026-10-20", 540, 1320]], "ids": [ROOM_A]},
+        {
+            "timezone": "UTC",
+            "periods": [["2026-10-01", 600, 1200], ["2026-11-21", 600, 1440]],
+            "ids": [ROOM_B],
+        },
+    ],
+    "occupancy": {ROOM_A: 3, ROOM_B: 4},
+    "months": CENTER_V1["months"],
+    "latest": CENTER_V1["latest"],
+}
+
+
+def test_version_2_documents_are_read_and_learn_what_they_did_not_keep() -> None:
+    """Version 2 kept no capacities and no room occupancy: the first door decision brings
+    the capacity (in force from the room's first opening), the first admission or check-out
+    starts the person-hours."""
+    room = RoomUsage.from_json(json.loads(json.dumps(ROOM_A_V2)))
+    center = CenterUsage.from_json(json.loads(json.dumps(CENTER_V2)))
+    november = center.aggregate("2026-11", NOW)
+    assert november.open_hours == NOVEMBER_OPEN_HOURS_A + NOVEMBER_OPEN_HOURS_B
+    assert (november.capacity_hours, november.occupancy_utilization) == (0.0, 0.0)
+    assert room.occupancy == 0 and room.occupied_since is None
+
+    out = {m.key: m for m in fold(room, center, admitted(kst(11, 10, 10), 2, 5, "m2"), NOW)}
+    room_november = out[f"room:{ROOM_A}:2026-11"]
+    assert room_november.capacity_hours == 20 * NOVEMBER_OPEN_HOURS_A
+    assert room_november.person_hours == 0.0  # nothing known of the time before
+    assert out[f"center:{CENTER}:2026-11"].capacity_hours == 20 * NOVEMBER_OPEN_HOURS_A
+    assert out[f"center:{CENTER}:2026-11"].peak_occupancy == 9  # 5 + room-b's 4
+
+    out = {m.key: m for m in fold(room, center, checkout(kst(11, 10, 12), 5, 0), NOW)}
+    assert out[f"room:{ROOM_A}:2026-11"].person_hours == 10.0  # 5 persons, 2 hours
+    assert out[f"center:{CENTER}:2026-11"].person_hours == 10.0
+    assert out[f"room:{ROOM_A}:2026-11"].occupancy_utilization == round(
+        10 / (20 * NOVEMBER_OPEN_HOURS_A), 4
+    )
+    assert room.to_json()["version"] == center.to_json()["version"] == 3
+
+
+def test_a_month_closed_under_version_2_keeps_its_figures() -> None:
+    closed = json.loads(json.dumps(ROOM_A_V2))
+    closed["months"]["2026-11"].update(final=True, open_minutes=NOVEMBER_OPEN_HOURS_A * 60)
+    room = RoomUsage.from_json(closed)
+    november = room.aggregate("2026-11", NOW)
+    assert november.final and november.open_hours == NOVEMBER_OPEN_HOURS_A
+    assert (november.capacity_hours, november.occupancy_utilization) == (0.0, 0.0)
+    assert november.no_show_rate is None and november.peak_at is None
+
+
+def test_a_month_from_version_2_has_no_no_show_rate_its_attendance_was_not_counted() -> None:
+    room = RoomUsage.from_json(json.loads(json.dumps(ROOM_A_V2)))
+    out = {
+        m.key: m
+        for m in fold(room, None, released("b1", "m1", kst(11, 10, 10), kst(11, 10, 12)), NOW)
+    }
+    november = out[f"room:{ROOM_A}:2026-11"]
+    assert november.no_shows == 1 and november.no_show_rate is None  # not 100 %
+    again = RoomUsage.from_json(json.loads(json.dumps(room.to_json())))  # written as version 3
+    assert again.aggregate("2026-11", NOW).no_show_rate is None
+    december = {
+        m.key: m
+        for m in fold(room, None, released("b9", "m9", kst(12, 3, 10), kst(12, 3, 12)), NOW)
+    }
+    assert december[f"room:{ROOM_A}:2026-12"].no_show_rate == 1.0  # a month counted from the start
 
 
 def test_rooms_with_the_same_hours_share_one_entry_of_the_center_document() -> None:

@@ -1,7 +1,8 @@
 """The work of folding one decision does not grow with the rooms of the center.
 
-Counted, not timed: the calls of the per-room computations (a room's open minutes of a
-month, a room's periods as changes of the center's sums, the pruning of a room's periods)
+Counted, not timed: the calls of the per-room computations (a room's open and capacity
+minutes of a month, a room's rules as changes of the center's sums, the pruning of a room's
+hours and capacities, the merging of hours and capacities, the DST days of a kind of hours)
 while folding one decision into a center of 10 rooms and into one of 1,000.
 """
 
@@ -9,16 +10,20 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
 from domain import usage
 from domain.usage import CenterUsage, RoomUsage, fold
-from schemas.decisions import AnyDecision, CheckoutRecorded
-from tests.test_usage import NOW, admitted, checkout, configured, confirmed, kst
+from schemas.decisions import AnyDecision, CapacityChanged, CheckinAdmitted, CheckoutRecorded
+from tests.test_usage import CENTER, NOW, admitted, checkout, configured, confirmed, kst
 
-PER_ROOM = ("_open_minutes", "_steps", "_prune_periods")
+PER_ROOM = ("_open_minutes", "_steps", "_prune_periods", "_segments")
+PER_KIND = ("_dst_corrections",)
+"""Per kind of opening hours (time zone, opens, closes): as many in both centers (eight)."""
 
 
 def center_of(size: int) -> tuple[dict[str, RoomUsage], CenterUsage]:
@@ -47,7 +52,7 @@ def work(
     for decision in before:
         fold(rooms[decision.room_id], center, decision, NOW)
     calls: Counter[str] = Counter()
-    for name in PER_ROOM:
+    for name in PER_ROOM + PER_KIND:
         original = getattr(usage, name)
 
         def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
@@ -59,6 +64,37 @@ def work(
     monkeypatch.undo()
     assert out or isinstance(last, CheckoutRecorded)  # a check-out need not change a figure
     return calls
+
+
+def capacity_changed(at: datetime, room: str, capacity: int) -> CapacityChanged:
+    return CapacityChanged(
+        event_id=uuid4(),
+        caused_by=uuid4(),
+        room_id=room,
+        center_id=CENTER,
+        decided_at=at,
+        capacity=capacity,
+        previous_capacity=20,
+        reason="distancing",
+    )
+
+
+def closing_checkout(at: datetime, room: str, party: int) -> CheckoutRecorded:
+    return CheckoutRecorded(
+        event_id=uuid4(),
+        caused_by=None,
+        room_id=room,
+        center_id=CENTER,
+        decided_at=at,
+        kiosk_id=None,
+        party_size=party,
+        occupancy=0,
+        capacity=20,
+    )
+
+
+def attended(at: datetime, room: str, booking: str) -> CheckinAdmitted:
+    return admitted(at, 2, 3, room=room).model_copy(update={"attended_booking_id": booking})
 
 
 ROOM = "room-0001"
@@ -76,6 +112,13 @@ CASES: dict[str, Callable[[], list[AnyDecision]]] = {
         admitted(kst(2, 1, 11, year=2027), 1, 3, room=ROOM),
     ],
     "a change of hours": lambda: [configured(kst(11, 29, 8), ROOM, closes="21:00")],
+    "a change of capacity": lambda: [capacity_changed(kst(11, 29, 8), ROOM, 12)],
+    "a check-out hours later (person-hours)": lambda: [checkout(kst(11, 28, 18), 1, 0, room=ROOM)],
+    "the closing check-out": lambda: [closing_checkout(kst(11, 28, 23), ROOM, 1)],
+    "a check-in for a booking": lambda: [
+        confirmed("b1", "m1", kst(11, 28, 12), kst(11, 28, 14), room=ROOM),
+        attended(kst(11, 28, 12), ROOM, "b1"),
+    ],
 }
 
 
@@ -86,7 +129,7 @@ def test_folding_one_decision_does_not_depend_on_the_number_of_rooms(
     small = work(monkeypatch, 10, CASES[case])
     large = work(monkeypatch, 1000, CASES[case])
     assert large == small
-    assert sum(large.values()) <= 8
+    assert sum(n for name, n in large.items() if name in PER_ROOM) <= 8
 
 
 def test_a_check_in_computes_no_open_minutes_of_a_month_it_computed_before(
@@ -98,10 +141,24 @@ def test_a_check_in_computes_no_open_minutes_of_a_month_it_computed_before(
 def test_the_center_figures_of_a_large_center_are_the_sums_over_its_rooms() -> None:
     rooms, center = center_of(1000)
     november = center.aggregate("2026-11", NOW)
-    expected_minutes = sum(usage._open_minutes(r.periods, "2026-11") for r in center.rooms.values())
-    assert november.open_hours == round(expected_minutes / 60, 4)
-    assert november.open_hours == sum(
-        r.aggregate("2026-11", NOW).open_hours for r in rooms.values()
-    )
+    expected = [
+        usage._open_minutes(r.periods, r.capacities, r.timezone, "2026-11")
+        for r in center.rooms.values()
+    ]
+    assert november.open_hours == round(sum(m for m, _ in expected) / 60, 4)
+    assert november.capacity_hours == round(sum(c for _, c in expected) / 60, 4)
+    by_room = [r.aggregate("2026-11", NOW) for r in rooms.values()]
+    assert november.open_hours == pytest.approx(sum(r.open_hours for r in by_room))
+    assert november.capacity_hours == pytest.approx(sum(r.capacity_hours for r in by_room))
     assert november.peak_occupancy == 1000
     assert center._occupancy == sum(r.occupancy for r in center.rooms.values()) == 1000
+
+    # everyone checked out two hours later: 2,000 person-hours, the center's the rooms' sum
+    for room_id, room in rooms.items():
+        fold(room, center, checkout(kst(11, 28, 12), 1, 0, room=room_id), NOW)
+    november = center.aggregate("2026-11", NOW)
+    assert november.person_hours == 2000.0
+    assert november.person_hours == sum(
+        r.aggregate("2026-11", NOW).person_hours for r in rooms.values()
+    )
+    assert november.occupancy_utilization == round(2000 / november.capacity_hours, 4)

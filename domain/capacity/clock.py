@@ -1,9 +1,10 @@
 """The clock (``clock.tick``): what the passing of time decides.
 
-No-shows are released, everyone still inside is checked out once per closing, and
-history older than ``KEEP_HISTORY`` is forgotten. Ticks come every 30 seconds for every
-room, so a tick with nothing to do looks only at the earliest pending no-show and the
-earliest ending booking and session, not at every booking.
+No-shows are released, everyone still inside is checked out once per closing (a room
+open around the clock never closes), and history older than ``KEEP_HISTORY`` is forgotten
+(its booking ids stay answered: the room authority remembers them apart). Ticks come
+every 30 seconds for every room, so a tick with nothing to do looks only at the earliest
+pending no-show and the earliest ending booking and session, not at every booking.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def tick(room: Room, at: datetime, d: Decider, policy: Policy) -> None:
             )
         )
     closing = room.latest_closing(at)
-    if room.last_closing is None or room.last_closing < closing:
+    if closing is not None and (room.last_closing is None or room.last_closing < closing):
         if room.occupancy > 0:
             everyone = room.occupancy
             room.occupancy = 0

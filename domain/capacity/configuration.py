@@ -1,8 +1,11 @@
 """A room's rules: configuring it, changing its capacity, and what no longer fits after.
 
 Both ``room.configured`` (for a known room) and ``room.capacity_changed`` keep every
-booking and list the confirmed ones the new rules no longer allow
-(``conflicting_bookings``) for staff to sort out; nothing is cancelled automatically.
+booking, session and person inside. They list the confirmed bookings and the sessions the
+new rules no longer allow (``conflicting_bookings``, ``conflicting_sessions``) and how many
+persons inside are over the new capacity, for staff to sort out; nothing is cancelled
+automatically. A session's seats are capped at the room's capacity from then on (and given
+back when it is raised again: the waitlist moves up).
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from datetime import datetime
 
 from domain.capacity.decider import Decider
 from domain.capacity.holds import Overlaps, Overload
-from domain.capacity.room import Booking, Room
+from domain.capacity.room import Room
+from domain.capacity.sessions import promote_everywhere
 from schemas.decisions import CapacityChanged, Decision, RoomConfiguredDecision
 from schemas.inputs import BookingMode, RoomCapacityChanged, RoomConfigured
 
@@ -56,11 +60,13 @@ def configure_room(
         event.closes,
         event.timezone,
     )
-    if new:
-        # Closings before the room existed had nobody inside: without this the first clock
-        # tick would check out everyone admitted since, at the previous day's closing.
+    if room.last_closing is None:
+        # Closings before the room existed (or while it was open around the clock) had
+        # nobody to check out: without this the first clock tick would check out everyone
+        # admitted since, at the previous day's closing.
         room.last_closing = room.latest_closing(now)
     d = Decider(event.event_id, event.event_id, room, now)
+    conflicts = None if new else _Conflicts(room)
     d.add(
         RoomConfiguredDecision(
             **d.common(room.room_id),
@@ -70,36 +76,53 @@ def configure_room(
             opens=room.opens,
             closes=room.closes,
             timezone=room.timezone,
-            conflicting_booking_ids=[] if new else conflicting_bookings(room, now),
+            conflicting_booking_ids=[] if new else conflicting_bookings(room, now, conflicts),
+            conflicting_session_ids=[] if new else conflicting_sessions(room, now, conflicts),
+            occupancy_over_capacity=max(0, room.occupancy - room.capacity),
         )
     )
+    promote_everywhere(room, d)
     return room, d.out
 
 
-def conflicting_bookings(room: Room, now: datetime) -> list[str]:
+class _Conflicts:
+    """Which holds (bookings, sessions) the room's rules no longer allow, for many holds.
+
+    Too many persons for the capacity (alone, or together in a shared room), or overlapping
+    another hold in an exclusive room. One sweep over all the holds' edges answers for
+    every hold: O(n log n) for n holds.
+    """
+
+    def __init__(self, room: Room) -> None:
+        holds = room.holds()
+        self.room = room
+        self.too_many: Callable[[str, datetime, datetime], bool]
+        if room.booking_mode == "shared":
+            # Every hold during which, at some instant, the persons held exceed the capacity.
+            overload = Overload(holds, room.capacity)
+            self.too_many = lambda _ident, starts, ends: overload.during(starts, ends)
+        else:
+            # Made exclusive while bookings or sessions overlap: every hold overlapping another.
+            self.too_many = Overlaps(holds).besides
+
+    def conflict(self, ident: str, persons: int, starts_at: datetime, ends_at: datetime) -> bool:
+        return (
+            not self.room.within_opening_hours(starts_at, ends_at)
+            or persons > self.room.capacity
+            or self.too_many(ident, starts_at, ends_at)
+        )
+
+
+def conflicting_bookings(
+    room: Room, now: datetime, conflicts: _Conflicts | None = None
+) -> list[str]:
     """Confirmed bookings not yet over that the room's rules no longer allow.
 
     Too many persons for the capacity (alone, or together in a shared room), or, after
     a reconfiguration, outside the opening hours, or overlapping another hold in an
-    exclusive room. Sorted by (starts_at, booking_id). One sweep over all the holds'
-    edges answers for every booking: O(n log n) for n holds.
+    exclusive room. Sorted by (starts_at, booking_id).
     """
-    holds = room.holds()
-    too_many: Callable[[Booking], bool]
-    if room.booking_mode == "shared":
-        # Every booking during which, at some instant, the persons held exceed the capacity.
-        overload = Overload(holds, room.capacity)
-
-        def too_many(b: Booking) -> bool:
-            return overload.during(b.starts_at, b.ends_at)
-
-    else:
-        # Made exclusive while bookings or sessions overlap: every booking overlapping another.
-        overlaps = Overlaps(holds)
-
-        def too_many(b: Booking) -> bool:
-            return overlaps.besides(b.booking_id, b.starts_at, b.ends_at)
-
+    conflicts = conflicts or _Conflicts(room)
     pending = sorted(
         (b for b in room.bookings.values() if b.holds_room and now < b.ends_at),
         key=lambda b: (b.starts_at, b.booking_id),
@@ -107,21 +130,41 @@ def conflicting_bookings(room: Room, now: datetime) -> list[str]:
     return [
         b.booking_id
         for b in pending
-        if not room.within_opening_hours(b.starts_at, b.ends_at)
-        or b.party_size > room.capacity
-        or too_many(b)
+        if conflicts.conflict(b.booking_id, b.party_size, b.starts_at, b.ends_at)
+    ]
+
+
+def conflicting_sessions(
+    room: Room, now: datetime, conflicts: _Conflicts | None = None
+) -> list[str]:
+    """Sessions not yet over that the room's rules no longer fit, as for bookings: more
+    seats than the capacity (they are capped), not enough room beside the other holds,
+    outside the opening hours, or overlapping in an exclusive room. By (starts_at, id)."""
+    conflicts = conflicts or _Conflicts(room)
+    pending = sorted(
+        (s for s in room.sessions.values() if now < s.ends_at),
+        key=lambda s: (s.starts_at, s.session_id),
+    )
+    return [
+        s.session_id
+        for s in pending
+        if conflicts.conflict(f"session:{s.session_id}", s.capacity, s.starts_at, s.ends_at)
     ]
 
 
 def change_capacity(room: Room, event: RoomCapacityChanged, d: Decider) -> None:
     previous = room.capacity
     room.capacity = event.capacity
+    conflicts = _Conflicts(room)
     d.add(
         CapacityChanged(
             **d.common(room.room_id),
             capacity=room.capacity,
             previous_capacity=previous,
             reason=event.reason,
-            conflicting_booking_ids=conflicting_bookings(room, d.now),
+            conflicting_booking_ids=conflicting_bookings(room, d.now, conflicts),
+            conflicting_session_ids=conflicting_sessions(room, d.now, conflicts),
+            occupancy_over_capacity=max(0, room.occupancy - room.capacity),
         )
     )
+    promote_everywhere(room, d)

@@ -6,6 +6,7 @@ decided, routes the input to its concept's module and returns the decisions it c
 
 from __future__ import annotations
 
+from collections.abc import Container
 from datetime import datetime
 
 from domain.capacity.bookings import cancel_booking, request_booking
@@ -34,13 +35,20 @@ _DEFAULT_POLICY = Policy()
 
 
 def decide(
-    room: Room | None, event: AnyInput, now: datetime, policy: Policy = _DEFAULT_POLICY
+    room: Room | None,
+    event: AnyInput,
+    now: datetime,
+    policy: Policy = _DEFAULT_POLICY,
+    seen_booking_ids: Container[str] = frozenset(),
 ) -> tuple[Room | None, list[Decision]]:
     """Apply one input to a room; returns the room's new state and the decisions made.
 
     ``room`` is None while the room is unknown. ``now`` is when the input is
-    decided; it must be timezone-aware. Raises ``Unprocessable`` for inputs the
-    contract has no decision for (they go to dead-letters with the reason).
+    decided; it must be timezone-aware. ``seen_booking_ids`` answers whether a booking id
+    was answered in this room before, beyond the bookings its state still holds (the
+    caller's memory of every id; see ``domain.capacity.bookings``). Raises
+    ``Unprocessable`` for inputs the contract has no decision for (they go to
+    dead-letters with the reason).
     """
     if isinstance(event, RoomConfigured):
         return configure_room(room, event, now)
@@ -61,7 +69,7 @@ def decide(
         case SessionScheduled():
             schedule_session(room, event, d)
         case BookingRequested():
-            request_booking(room, event, d)
+            request_booking(room, event, d, seen_booking_ids)
         case BookingCancelRequested():
             cancel_booking(room, event, d)
         case EnrollmentRequested():

@@ -89,6 +89,16 @@ class Overload:
         first = bisect_right(self._ends, starts_at)  # the first span still going at starts_at
         return first < len(self._starts) and self._starts[first] < ends_at
 
+    def clear_from(self, starts_at: datetime, ends_at: datetime) -> datetime:
+        """The earliest instant of ``[starts_at, ends_at]`` from which on the load stays within
+        the capacity up to ``ends_at``: after the last overloaded span before ``ends_at``."""
+        if self._capacity < 0:
+            return ends_at
+        last = bisect_left(self._starts, ends_at) - 1  # the last span starting before ends_at
+        if last < 0 or self._ends[last] <= starts_at:
+            return starts_at
+        return min(self._ends[last], ends_at)
+
 
 class Overlaps:
     """Whether any hold but the ones named ``ident`` overlaps an interval, for many intervals.
@@ -169,6 +179,13 @@ class StartIndex(Generic[T]):
         low = bisect_right(self._starts, starts_at - self._longest)
         high = bisect_left(self._starts, ends_at)
         found = [entry for entry in self._entries[low:high] if starts_at < entry[1].ends_at]
+        return [item for _, item in sorted(found, key=lambda entry: entry[0])]
+
+    def started_by(self, instant: datetime, after: datetime) -> list[T]:
+        """The items with ``starts_at <= instant`` and ``ends_at > after``, in the order added."""
+        low = bisect_right(self._starts, after - self._longest)
+        high = bisect_right(self._starts, instant)
+        found = [entry for entry in self._entries[low:high] if after < entry[1].ends_at]
         return [item for _, item in sorted(found, key=lambda entry: entry[0])]
 
     def under_way(self, instant: datetime, early: timedelta) -> list[T]:

@@ -8,6 +8,9 @@ under way at the door or the no-shows to release does not scan every future book
 The index is derived from the state: it is never stored, built on first use (after
 ``from_json`` or a copy) and rebuilt whenever the bookings or sessions were changed
 other than through the room's methods (as ``domain.rebuild`` and tests do).
+
+Opening hours come from ``domain.opening_hours`` (overnight and DST-correct); openings that
+meet (00:00-24:00 day after day) count as one, so a booking may run across midnight there.
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ from heapq import heapify, heappop, heappush
 from typing import Any, Literal, Self, TypeVar
 from zoneinfo import ZoneInfo
 
-from domain.capacity.holds import Hold, StartIndex, max_concurrent
+from domain import opening_hours
+from domain.capacity.holds import Hold, Overload, StartIndex, max_concurrent
 from schemas.common import parse_hhmm
 from schemas.inputs import BookingMode
 
 KEEP_HISTORY = timedelta(days=2)
 """Bookings and sessions that ended longer ago than this are dropped from the state."""
 
-HoldProblem = Literal["in_the_past", "outside_opening_hours", "over_capacity", "overlap"]
+HoldProblem = Literal["invalid", "in_the_past", "outside_opening_hours", "over_capacity", "overlap"]
+
+_JOINED_OPENINGS = 400
+"""Openings that meet, followed at most this far (a year of 00:00-24:00) to find where one ends."""
 
 
 @dataclass(frozen=True)
@@ -34,13 +41,21 @@ class Policy:
     """Tunables of the rules; defaults match the contract."""
 
     no_show_grace: timedelta = timedelta(minutes=15)
+    """A booking nobody came for by its start plus this is released."""
     early_arrival: timedelta = timedelta(minutes=15)
+    """A booked party (or attendees) may come this early; the room is held for them from then."""
     late_tolerance: timedelta = timedelta(minutes=10)
 
 
 @lru_cache(maxsize=64)
 def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+@lru_cache(maxsize=4096)
+def _opening(day: date, opens: int, closes: int, timezone: str) -> tuple[datetime, datetime]:
+    """``opening_hours.opening_window``, remembered: a capacity change asks it per booking."""
+    return opening_hours.opening_window(day, opens, closes, zone(timezone))
 
 
 @dataclass
@@ -52,10 +67,18 @@ class Booking:
     ends_at: datetime
     status: Literal["confirmed", "cancelled", "released"] = "confirmed"
     checked_in: bool = False
+    """Someone of the party came in: the booking is not a no-show."""
+    arrived: int = 0
+    """Persons of the party admitted so far; the places of the others stay theirs."""
 
     @property
     def holds_room(self) -> bool:
         return self.status == "confirmed"
+
+    @property
+    def expected(self) -> int:
+        """Persons of the party still to come, whose places are kept for them."""
+        return max(0, self.party_size - self.arrived) if self.holds_room else 0
 
 
 @dataclass
@@ -77,6 +100,13 @@ class Session:
     @property
     def seats_taken(self) -> int:
         return sum(e.party_size for e in self.enrolled)
+
+    def seats(self, room_capacity: int) -> int:
+        """Seats in force: never more than the room holds (a capacity cut caps them)."""
+        return min(self.capacity, room_capacity)
+
+    def free_seats(self, room_capacity: int) -> int:
+        return max(0, self.seats(room_capacity) - self.seats_taken)
 
     def find(self, member_id: str) -> tuple[list[Enrollment], Enrollment] | None:
         for queue in (self.enrolled, self.waitlist):
@@ -215,29 +245,67 @@ class Room:
     def local(self, instant: datetime) -> datetime:
         return instant.astimezone(zone(self.timezone))
 
+    def _hours(self) -> tuple[int, int, ZoneInfo]:
+        return parse_hhmm(self.opens), parse_hhmm(self.closes), zone(self.timezone)
+
     def opening_window(self, day: date) -> tuple[datetime, datetime]:
-        tz = zone(self.timezone)
-        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-        opens = midnight + timedelta(minutes=parse_hhmm(self.opens))
-        closes = midnight + timedelta(minutes=parse_hhmm(self.closes))
-        # Re-anchor through the zone so a DST shift inside the day is honoured.
-        return opens.astimezone(tz), closes.astimezone(tz)
+        """The opening that starts on local ``day`` (it may end the next day)."""
+        return _opening(day, parse_hhmm(self.opens), parse_hhmm(self.closes), self.timezone)
+
+    def opening_at(self, instant: datetime) -> tuple[datetime, datetime] | None:
+        """The opening containing ``instant``, or None when the room is closed then.
+
+        As ``opening_hours.opening_at`` (the opening of the instant's local day, or an
+        overnight one of the day before), through the remembered windows.
+        """
+        day = self.local(instant).date()
+        for start_day in (day, day - timedelta(days=1)):
+            start, end = self.opening_window(start_day)
+            if start <= instant < end:
+                return start, end
+        return None
 
     def is_open(self, instant: datetime) -> bool:
-        opens, closes = self.opening_window(self.local(instant).date())
-        return opens <= instant < closes
+        return self.opening_at(instant) is not None
+
+    def _reopens_at(self, instant: datetime) -> bool:
+        """Whether an opening starts at ``instant`` (another one ends there: they meet)."""
+        found = self.opening_at(instant)
+        return found is not None and found[0] == instant
+
+    def open_until(self, instant: datetime, limit: datetime) -> datetime:
+        """Until when the room stays open from ``instant``, openings that meet joined, but no
+        later than ``limit``; ``instant`` itself when the room is closed then."""
+        found = self.opening_at(instant)
+        return instant if found is None else self.joined_end(found[1], limit)
+
+    def joined_end(self, end: datetime, limit: datetime) -> datetime:
+        """Where the opening ending at ``end`` ends with the openings that meet it, up to
+        ``limit``: the end itself unless the room is open around the clock."""
+        opens, closes = parse_hhmm(self.opens), parse_hhmm(self.closes)
+        if closes % opening_hours.MINUTES_PER_DAY != opens:
+            return min(end, limit)  # an opening starts at ``opens``: none starts when one ends
+        for _ in range(_JOINED_OPENINGS):
+            if end >= limit:
+                return limit
+            following = self.opening_at(end)
+            if following is None or following[0] != end:
+                break
+            end = following[1]
+        return min(end, limit)
 
     def within_opening_hours(self, starts_at: datetime, ends_at: datetime) -> bool:
-        opens, closes = self.opening_window(self.local(starts_at).date())
-        return opens <= starts_at and ends_at <= closes
+        """Whether ``[starts_at, ends_at)`` lies within one opening (or openings that meet)."""
+        found = self.opening_at(starts_at)
+        return found is not None and (
+            ends_at <= found[1] or self.joined_end(found[1], ends_at) >= ends_at
+        )
 
-    def latest_closing(self, instant: datetime) -> datetime:
-        """The most recent closing time at or before ``instant``."""
-        day = self.local(instant).date()
-        _, closes = self.opening_window(day)
-        if closes <= instant:
-            return closes
-        return self.opening_window(day - timedelta(days=1))[1]
+    def latest_closing(self, instant: datetime) -> datetime | None:
+        """The most recent closing time at or before ``instant``; None for a room open around
+        the clock, whose openings meet (a closing that is also an opening closes nothing)."""
+        closing = opening_hours.latest_closing(instant, *self._hours())
+        return None if self._reopens_at(closing) else closing
 
     # --- holds ----------------------------------------------------------------------------
 
@@ -277,6 +345,8 @@ class Room:
         self, persons: int, starts_at: datetime, ends_at: datetime, now: datetime
     ) -> HoldProblem | None:
         """Why a new hold of the room (a booking or a session) cannot be confirmed, or None."""
+        if ends_at <= starts_at:
+            return "invalid"
         if starts_at < now:
             return "in_the_past"
         if not self.within_opening_hours(starts_at, ends_at):
@@ -290,6 +360,89 @@ class Room:
     def active_sessions(self, instant: datetime, early: timedelta) -> list[Session]:
         """Sessions under way at ``instant``, or starting within ``early`` of it."""
         return self._index().sessions.under_way(instant, early)
+
+    # --- arrivals -------------------------------------------------------------------------
+
+    def arrival_opens(self, hold: Booking | Session, early: timedelta) -> datetime:
+        """From when the party of ``hold`` (a booking or session) may come in.
+
+        Up to ``early`` before it starts, but the room is not taken from a hold that has it
+        then: in an exclusive room the early part waits until every other booking or session
+        under way has ended (back to back, the next party comes at its own start); in a
+        shared room, until the others held then and this party fit together. Others that
+        start no later than ``hold`` count from ``early`` before their start, as their
+        parties may come early too; so the places of the parties allowed in early never add
+        up to more than the capacity.
+        """
+        starts = hold.starts_at
+        earliest = starts - early
+        if earliest >= starts:
+            return starts
+        index = self._index()
+        bookings = [
+            b for b in index.bookings.started_by(starts, earliest) if b is not hold and b.holds_room
+        ]
+        sessions = [s for s in index.sessions.started_by(starts, earliest) if s is not hold]
+        if self.booking_mode == "exclusive":
+            ends = [b.ends_at for b in bookings] + [s.ends_at for s in sessions]
+            latest_end = max(ends, default=earliest)
+            return min(max(earliest, latest_end), starts)
+        others = [
+            Hold(b.booking_id, b.party_size, b.starts_at - early, b.ends_at) for b in bookings
+        ]
+        others.extend(
+            Hold(f"session:{s.session_id}", s.capacity, s.starts_at - early, s.ends_at)
+            for s in sessions
+        )
+        persons = hold.party_size if isinstance(hold, Booking) else hold.capacity
+        return Overload(others, self.capacity - persons).clear_from(earliest, starts)
+
+    def arrived_bookings(self, instant: datetime, early: timedelta) -> list[Booking]:
+        """Confirmed bookings whose party may be in the room at ``instant`` (``arrival_opens``
+        up to the end), in the order made."""
+        return [
+            b
+            for b in self.active_bookings(instant, early)
+            if b.starts_at <= instant or self.arrival_opens(b, early) <= instant
+        ]
+
+    def arrived_sessions(self, instant: datetime, early: timedelta) -> list[Session]:
+        """Sessions whose attendees may be in the room at ``instant``."""
+        return [
+            s
+            for s in self.active_sessions(instant, early)
+            if s.starts_at <= instant or self.arrival_opens(s, early) <= instant
+        ]
+
+    def booked_peak(self, starts_at: datetime, ends_at: datetime, early: timedelta) -> int:
+        """Most persons booked at any instant of ``[starts_at, ends_at)``: the parties of the
+        confirmed bookings whose arrival (``arrival_opens`` to the end) is under way then."""
+        windows: list[Hold] = []
+        for booking in self._index().bookings.overlapping(starts_at, ends_at + early):
+            if booking.holds_room:
+                opens = self.arrival_opens(booking, early)
+                windows.append(Hold(booking.booking_id, booking.party_size, opens, booking.ends_at))
+        return max_concurrent(windows, starts_at, ends_at)
+
+    def booked_peak_within(
+        self, starts_at: datetime, ends_at: datetime, early: timedelta, limit: int
+    ) -> bool:
+        """Whether ``booked_peak`` is at most ``limit``. Most rooms are far from full: counting
+        every booking from ``early`` before its start (never less than its arrival window)
+        answers without working out the windows."""
+        bookings = [
+            b
+            for b in self._index().bookings.overlapping(starts_at, ends_at + early)
+            if b.holds_room
+        ]
+        if sum(b.party_size for b in bookings) <= limit:
+            return True
+        widest = [
+            Hold(b.booking_id, b.party_size, b.starts_at - early, b.ends_at) for b in bookings
+        ]
+        if max_concurrent(widest, starts_at, ends_at) <= limit:
+            return True
+        return self.booked_peak(starts_at, ends_at, early) <= limit
 
     # --- changes the index follows --------------------------------------------------------
 
@@ -364,6 +517,7 @@ class Room:
                 "ends_at": b.ends_at.isoformat(),
                 "status": b.status,
                 "checked_in": b.checked_in,
+                "arrived": b.arrived,
             }
 
         def session(s: Session) -> dict[str, Any]:
@@ -416,6 +570,8 @@ class Room:
                 ends_at=ts(b["ends_at"]),
                 status=b["status"],
                 checked_in=b["checked_in"],
+                # Stored before parties were counted: a checked-in party came whole.
+                arrived=b.get("arrived", b["party_size"] if b["checked_in"] else 0),
             )
         for s in data["sessions"]:
             room.sessions[s["session_id"]] = Session(

@@ -1,8 +1,11 @@
 """Class sessions and their seats: scheduling, enrolling, cancelling, the waitlist.
 
-A session holds the room like a booking (as many persons as it has seats). Seats are
-first come, first served; seats freed by a confirmed enrollment go down the waitlist
-in order (``promote``).
+A session holds the room like a booking (as many persons as it has seats). Its seats in
+force are never more than the room's capacity (a capacity cut caps them). A party that
+fits the free seats gets a seat, waitlist or not; one that does not waits. Seats freed (a
+confirmed enrollment cancelled, the room's capacity raised) go to the oldest waitlisted
+party that fits, again and again (``promote``). So after every decision no waitlisted
+party fits the free seats, and the rule for a newcomer and for a promotion is the same.
 """
 
 from __future__ import annotations
@@ -79,8 +82,8 @@ def enroll(room: Room | None, event: EnrollmentRequested, d: Decider) -> None:
     if session.ends_at <= d.now or event.party_size > session.capacity:
         return reject("invalid")
     enrollment = Enrollment(event.member_id, event.party_size)
-    # First come, first served: nobody overtakes the waitlist.
-    if not session.waitlist and session.seats_taken + event.party_size <= session.capacity:
+    # The waitlist holds only parties too big for the free seats: one that fits is seated.
+    if event.party_size <= session.free_seats(room.capacity):
         session.enrolled.append(enrollment)
         d.add(
             EnrollmentConfirmed(
@@ -140,7 +143,7 @@ def promote(room: Room, session: Session, d: Decider) -> None:
     while promoted:
         promoted = False
         for waiting in session.waitlist:
-            if session.seats_taken + waiting.party_size <= session.capacity:
+            if waiting.party_size <= session.free_seats(room.capacity):
                 session.waitlist.remove(waiting)
                 session.enrolled.append(waiting)
                 d.add(
@@ -153,3 +156,10 @@ def promote(room: Room, session: Session, d: Decider) -> None:
                 )
                 promoted = True
                 break
+
+
+def promote_everywhere(room: Room, d: Decider) -> None:
+    """After the room's capacity changed: sessions not over yet may have seats again."""
+    for session in room.sessions.values():
+        if d.now < session.ends_at and session.waitlist:
+            promote(room, session, d)

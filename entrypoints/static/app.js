@@ -11,6 +11,19 @@ const nf1 = new Intl.NumberFormat("ko-KR", { minimumFractionDigits: 1, maximumFr
 const fmtInt = (v) => nf.format(v);
 const fmtHours = (v) => nf1.format(v);
 const fmtPct = (v) => nf1.format(v * 100) + "%";
+// A rate that may not exist (no booking reached its start): a dash.
+const fmtRate = (v) => (v === null || v === undefined ? "—" : fmtPct(v));
+
+// When the month's peak was first reached, in the room's local time: the value carries the
+// local offset, so the wall-clock digits are read from the string (not the browser's zone).
+function fmtPeakAt(agg) {
+  if (agg.peak_at) {
+    const day = Number(agg.peak_at.slice(8, 10));
+    return `${day}일 ${agg.peak_at.slice(11, 16)}`;
+  }
+  if (agg.peak_hour !== null && agg.peak_hour !== undefined) return `${agg.peak_hour}시`;
+  return "—";
+}
 
 function el(tag, attrs = {}, children = []) {
   const node = document.createElement(tag);
@@ -147,11 +160,15 @@ function renderKpis(c) {
   const cards = [
     ["visits", "방문", "Visits", fmtInt(c.visits), "명"],
     ["booked_hours", "예약 시간", "Booked hours", fmtHours(c.booked_hours), "시간"],
-    ["utilization", "가동률", "Utilization", fmtPct(c.utilization), `운영 ${fmtHours(c.open_hours)}h 중`],
+    ["utilization", "예약 가동률", "Booked utilization", fmtPct(c.utilization),
+      `운영 ${fmtHours(c.open_hours)}h 중`],
+    ["occupancy_utilization", "재실률", "Occupancy utilization", fmtPct(c.occupancy_utilization),
+      `재실 ${fmtHours(c.person_hours)}인·h / 정원 ${fmtHours(c.capacity_hours)}인·h`],
     ["bookings_confirmed", "확정 예약", "Bookings", fmtInt(c.bookings_confirmed),
-      `취소 ${fmtInt(c.bookings_cancelled)} · 노쇼 ${fmtInt(c.no_shows)}`],
+      `취소 ${fmtInt(c.bookings_cancelled)} · 노쇼 ${fmtInt(c.no_shows)} (${fmtRate(c.no_show_rate)})`],
     ["unique_members", "이용 회원", "Unique members", fmtInt(c.unique_members), "명"],
-    ["peak_occupancy", "최대 재실", "Peak occupancy", fmtInt(c.peak_occupancy), "명 동시"],
+    ["peak_occupancy", "최대 재실", "Peak occupancy", fmtInt(c.peak_occupancy),
+      `명 동시 · ${fmtPeakAt(c)}`],
   ];
   $("kpis").replaceChildren(
     ...cards.map(([field, ko, en, value, note]) =>
@@ -179,7 +196,7 @@ function renderChart(months, selected) {
   const slot = innerW / months.length;
   const visitsMax = niceMax(Math.max(...months.map((m) => m.visits)));
   const hoursMax = niceMax(Math.max(...months.map((m) => m.booked_hours)));
-  const utilMax = niceMax(Math.max(...months.map((m) => m.utilization)));
+  const utilMax = niceMax(Math.max(...months.map((m) => Math.max(m.utilization, m.occupancy_utilization))));
   const yA = (v) => top + panel - (v / visitsMax) * panel;
   const topB = top + panel + gap;
   const yB = (v) => topB + panel - (v / hoursMax) * panel;
@@ -187,7 +204,7 @@ function renderChart(months, selected) {
 
   const root = svg("svg", {
     id: "chart-svg", viewBox: `0 0 ${W} ${H}`, role: "img",
-    "aria-label": "visits, booked hours and utilization over the last 12 months",
+    "aria-label": "visits, booked hours, booked and occupancy utilization over the last 12 months",
   });
 
   // Selected month backdrop.
@@ -214,14 +231,14 @@ function renderChart(months, selected) {
   }
   root.append(svg("text", { class: "panel-title", x: left, y: top - 14 }, "방문 Visits"));
   root.append(svg("text", { class: "panel-title", x: left, y: topB - 14 },
-    "예약 시간 Booked hours · 가동률 Utilization"));
+    "예약 시간 Booked hours · 예약 가동률 Booked · 재실률 Occupancy"));
 
   const barW = Math.min(30, slot * 0.56);
   const points = [];
   months.forEach((m, i) => {
     const cx = left + i * slot + slot / 2;
     const title = `${m.month}\n방문 ${fmtInt(m.visits)} · 예약 ${fmtHours(m.booked_hours)}h · ` +
-      `가동률 ${fmtPct(m.utilization)}`;
+      `예약 가동률 ${fmtPct(m.utilization)} · 재실률 ${fmtPct(m.occupancy_utilization)}`;
     const onClick = () => selectMonth(m.month);
 
     const va = svg("rect", {
@@ -245,7 +262,7 @@ function renderChart(months, selected) {
     hb.append(svg("title", {}, title));
     hb.addEventListener("click", onClick);
     root.append(hb);
-    points.push([cx, yU(m.utilization), m]);
+    points.push([cx, yU(m.utilization), m, yU(m.occupancy_utilization)]);
 
     const [y, mo] = m.month.split("-");
     const label = svg("text", { class: "month-label" + (m.month === selected ? " on" : ""),
@@ -257,28 +274,39 @@ function renderChart(months, selected) {
     }
   });
 
-  // The line runs through months that have figures; a month without any breaks it.
-  let run = [];
-  const flush = () => {
-    if (run.length > 1) {
-      root.append(svg("polyline", {
-        class: "util-line", points: run.map(([x, y]) => `${x},${y}`).join(" "),
-      }));
+  // Each line runs through months that have figures; a month without any breaks it.
+  // Booked utilization (util) and occupancy utilization (occ) share the right axis.
+  const line = (cls, yOf) => {
+    let run = [];
+    const flush = () => {
+      if (run.length > 1) {
+        root.append(svg("polyline", {
+          class: cls, points: run.map((p) => `${p[0]},${yOf(p)}`).join(" "),
+        }));
+      }
+      run = [];
+    };
+    for (const point of points) {
+      if (point[2].has_data) run.push(point);
+      else flush();
     }
-    run = [];
+    flush();
   };
-  for (const point of points) {
-    if (point[2].has_data) run.push(point);
-    else flush();
-  }
-  flush();
-  for (const [x, y, m] of points) {
+  line("util-line", (p) => p[1]);
+  line("occ-line", (p) => p[3]);
+  for (const [x, y, m, yOcc] of points) {
     const dot = svg("circle", {
       class: "util-point" + (m.has_data ? "" : " empty"), cx: x, cy: y, r: 3.5,
       "data-month": m.month, "data-utilization": String(m.utilization),
     });
-    dot.append(svg("title", {}, `${m.month} 가동률 ${fmtPct(m.utilization)}`));
+    dot.append(svg("title", {}, `${m.month} 예약 가동률 ${fmtPct(m.utilization)}`));
     root.append(dot);
+    const occ = svg("circle", {
+      class: "occ-point" + (m.has_data ? "" : " empty"), cx: x, cy: yOcc, r: 3.5,
+      "data-month": m.month, "data-occupancy-utilization": String(m.occupancy_utilization),
+    });
+    occ.append(svg("title", {}, `${m.month} 재실률 ${fmtPct(m.occupancy_utilization)}`));
+    root.append(occ);
   }
   $("chart").replaceChildren(root);
 }
@@ -287,8 +315,8 @@ function cell(field, value, text, cls = "") {
   return el("td", { "data-field": field, "data-value": String(value), class: cls, text });
 }
 
-function utilCell(value) {
-  const td = el("td", { "data-field": "utilization", "data-value": String(value), class: "util" });
+function meterCell(field, value, cls) {
+  const td = el("td", { "data-field": field, "data-value": String(value), class: cls });
   const meter = el("span", { class: "meter" }, [
     el("span", { style: `width:${Math.min(100, value * 100).toFixed(1)}%` }),
   ]);
@@ -302,13 +330,16 @@ function usageCells(a) {
     cell("bookings_confirmed", a.bookings_confirmed, fmtInt(a.bookings_confirmed)),
     cell("bookings_cancelled", a.bookings_cancelled, fmtInt(a.bookings_cancelled)),
     cell("no_shows", a.no_shows, fmtInt(a.no_shows)),
+    cell("no_show_rate", a.no_show_rate ?? "", fmtRate(a.no_show_rate)),
     cell("bookings_rejected", a.bookings_rejected, fmtInt(a.bookings_rejected)),
     cell("booked_hours", a.booked_hours, fmtHours(a.booked_hours)),
     cell("open_hours", a.open_hours, fmtHours(a.open_hours)),
-    utilCell(a.utilization),
+    meterCell("utilization", a.utilization, "util"),
+    meterCell("occupancy_utilization", a.occupancy_utilization, "util occ"),
     cell("checkins_denied", a.checkins_denied, fmtInt(a.checkins_denied)),
     cell("unique_members", a.unique_members, fmtInt(a.unique_members)),
     cell("peak_occupancy", a.peak_occupancy, fmtInt(a.peak_occupancy)),
+    cell("peak_at", a.peak_at ?? "", fmtPeakAt(a)),
   ];
 }
 
@@ -325,7 +356,7 @@ function renderRooms(u) {
       [name, ...usageCells(r)]);
   });
   if (!rows.length) {
-    rows.push(el("tr", {}, [el("td", { colspan: "12", class: "empty-row", text: "공간이 없습니다 · no rooms" })]));
+    rows.push(el("tr", {}, [el("td", { colspan: "15", class: "empty-row", text: "공간이 없습니다 · no rooms" })]));
   }
   table.tBodies[0].replaceChildren(...rows);
   const total = el("tr", { "data-room": "__total__", class: "total" }, [
