@@ -290,7 +290,10 @@ class EffectivelyOnceLoop:
                 METRICS.inc(f"{name}_db_retries_total")
                 if attempt > self.options.db_retries:
                     raise
-                log.warning(
+                # A state another writer changed meanwhile (the month close, a zombie
+                # owner) is expected now and then: INFO. A database error is not.
+                log.log(
+                    logging.INFO if isinstance(error, StaleState) else logging.WARNING,
                     "batch rolled back, retrying",
                     extra={"attempt": attempt, "error": str(error)[:200]},
                 )

@@ -368,9 +368,24 @@ def spaces(
 
 @infra_app.command(
     "up",
-    epilog=examples("spaces infra up", "SPACES_KAFKA_BOOTSTRAP=kafka-1:9092 spaces infra up"),
+    epilog=examples(
+        "spaces infra up",
+        "spaces infra up --brokers 3",
+        "SPACES_KAFKA_BOOTSTRAP=kafka-1:9092 spaces infra up",
+    ),
 )
-def infra_up() -> int:
+def infra_up(
+    brokers: Annotated[
+        int,
+        typer.Option(
+            "--brokers",
+            min=1,
+            max=9,
+            help="Nodes of the local KRaft cluster; 3 replicates every topic 3 times "
+            "(min.insync.replicas=2), so one node may fail.",
+        ),
+    ] = 1,
+) -> int:
     """Start the local Kafka broker (or check your cluster) and create the topics.
 
     The local broker runs Kafka in KRaft mode without Docker; its jars are downloaded once.
@@ -380,10 +395,12 @@ def infra_up() -> int:
 
     current = load_settings()
     try:
-        info = kafka_local.up(current)
+        info = kafka_local.up(current, brokers)
     except kafka_local.BrokerError as error:
         raise CliError(str(error)) from None
     where = "external" if current.uses_external_kafka else "local"
+    if brokers > 1 and not current.uses_external_kafka:
+        where = f"local cluster of {brokers}"
     print(f"kafka ready at {info.bootstrap} ({where}; started in {info.start_seconds:.1f}s)")
     return EXIT_OK
 
@@ -507,7 +524,7 @@ def run_service(
     if only is None and current.run_processes == "per-role":
         from entrypoints.supervisor import roles_for, supervise
 
-        return supervise(roles_for(parts), level)
+        return supervise(roles_for(parts), level, niceness={"statistics": current.statistics_nice})
     asyncio.run(serve(current, parts))
     return EXIT_OK
 

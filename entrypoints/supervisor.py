@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,25 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
         pass  # not Linux: children then outlive a SIGKILLed supervisor
 
 
-def supervise(groups: Sequence[tuple[str, ...]], log_level: str, grace_s: float = 60.0) -> int:
-    """Run each group as a child ``spaces run --only``; returns the exit code."""
+def _prepare_child(niceness: int) -> Callable[[], None]:
+    def prepare() -> None:  # pragma: no cover - runs in the forked child
+        _die_with_parent()
+        if niceness:
+            os.nice(niceness)
+
+    return prepare
+
+
+def supervise(
+    groups: Sequence[tuple[str, ...]],
+    log_level: str,
+    grace_s: float = 60.0,
+    niceness: Mapping[str, int] | None = None,
+) -> int:
+    """Run each group as a child ``spaces run --only``; returns the exit code.
+
+    ``niceness`` lowers the CPU priority of the children that run a part it names.
+    """
     stopping = False
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -55,12 +72,13 @@ def supervise(groups: Sequence[tuple[str, ...]], log_level: str, grace_s: float 
     children: dict[str, subprocess.Popen[bytes]] = {}
     for group in groups:
         name = ",".join(group)
+        nice = max((niceness or {}).get(part, 0) for part in group)
         children[name] = subprocess.Popen(
             [sys.executable, "-m", "entrypoints.cli", "run", "--only", name],
             env={**os.environ, "SPACES_LOG_LEVEL": log_level},
-            preexec_fn=_die_with_parent,
+            preexec_fn=_prepare_child(nice),
         )
-        log.info("started", extra={"parts": name, "pid": children[name].pid})
+        log.info("started", extra={"parts": name, "pid": children[name].pid, "nice": nice})
     failed: str | None = None
     while not stopping and failed is None:
         time.sleep(0.2)

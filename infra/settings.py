@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     run_processes: Literal["one", "per-role"] = "per-role"
     """``spaces run`` without ``--only``: every part in one process, or the room authority
     (with relay and clock) and the statistics each in a process of its own (two cores)."""
+    statistics_nice: int = Field(default=10, ge=0, le=19)
+    """How much the per-role statistics process yields the CPU to the kiosk path (Unix
+    ``nice``): it catches up when the authority is idle, instead of delaying admissions."""
     authority_group: str = "room-authority"
     statistics_group: str = "usage-statistics"
     batch_max_records: int = Field(default=1000, ge=1)

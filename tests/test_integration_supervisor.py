@@ -73,6 +73,16 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def part_of(pid: int) -> str:
+    """The ``--only`` argument a child was started with."""
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return args[args.index(b"--only") + 1].decode()
+
+
+def niceness_of(pid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
 async def test_roles_run_apart_and_die_with_a_killed_supervisor(
     sqlite_stack: Settings, tmp_path: Path
 ) -> None:
@@ -108,6 +118,14 @@ async def test_roles_run_apart_and_die_with_a_killed_supervisor(
         assert any(u["scope"] == "center" and u["visits"] == 3 for u in usage)
         children = children_of(supervisor.pid)
         assert len(children) == 2
+        # The statistics yield the CPU to the kiosk path; the authority does not.
+        nice_by_part = {part_of(child): niceness_of(child) for child in children}
+        base = os.getpriority(os.PRIO_PROCESS, supervisor.pid)
+        assert nice_by_part == {
+            "authority,relay,clock": base,
+            "statistics": min(19, base + sqlite_stack.statistics_nice),
+        }
+        assert sqlite_stack.statistics_nice > 0
         supervisor.send_signal(signal.SIGKILL)
         supervisor.wait(timeout=10)
         deadline = time.monotonic() + 60
