@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: system-deps install jars postgres lint typecheck test test-fast demo bench dashboard clean infra-up infra-down
+.PHONY: system-deps install jars postgres lint typecheck test test-fast demo bench dashboard clean infra-up infra-down chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ dashboard: $(STAMP)
 
 bench: $(STAMP) jars
 	$(BIN)/python -m bench.run
+
+# The service under faults, then the checker (docs/chaos.md): 100,000 inputs over 500 rooms,
+# 12 SIGKILLs, a broker restart, rebalances. BROKERS=3 runs it on a three-node cluster and
+# kills one node mid-stream. CHAOS_ARGS passes more options (python -m chaos --help).
+BROKERS ?= 1
+chaos: $(STAMP) jars
+	$(BIN)/python -m chaos --brokers $(BROKERS) $(CHAOS_ARGS)
 
 infra-up: $(STAMP) jars
 	$(BIN)/spaces infra up

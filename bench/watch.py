@@ -103,6 +103,7 @@ class Watcher:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
+            isolation_level="read_committed",  # the relay writes in transactions
         )
         await consumer.start()
         partitions: list[TopicPartition] = []

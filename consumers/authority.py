@@ -25,13 +25,15 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from domain.capacity import Policy, Room, Unprocessable, decide
+from infra import tick_signature
 from infra.db import RoomRow, UnitOfWork, utcnow
-from infra.observability import METRICS
+from infra.observability import DECISIONS, METRICS
 from infra.settings import Settings
 from schemas.inputs import (
     BOOKING_ADAPTER,
     CAPACITY_ADAPTER,
     CHECKIN_ADAPTER,
+    MAX_RECORD_BYTES,
     AnyInput,
     BookingRequested,
     ClockTick,
@@ -52,6 +54,12 @@ def policy_from(settings: Settings) -> Policy:
         no_show_grace=timedelta(minutes=settings.no_show_grace_minutes),
         early_arrival=timedelta(minutes=settings.early_arrival_minutes),
         late_tolerance=timedelta(minutes=settings.late_checkin_tolerance_minutes),
+        # Replayed history is decided at its own time: no kiosk clock to judge then.
+        kiosk_clock_tolerance=(
+            timedelta(seconds=settings.kiosk_clock_tolerance_s)
+            if settings.decide_at == "wall"
+            else None
+        ),
     )
 
 
@@ -62,8 +70,9 @@ def _fingerprint(room: Room | None) -> tuple[Any, ...]:
     return (room.last_closing, len(room.bookings), len(room.sessions), room.occupancy)
 
 
-def _gauge(room: Room | None) -> tuple[int, int] | None:
-    return None if room is None else (room.occupancy, room.capacity)
+def _gauge(room: Room | None) -> tuple[int, int, str] | None:
+    """What an ``occupancy`` message says: a renamed room is published again too."""
+    return None if room is None else (room.occupancy, room.capacity, room.name)
 
 
 class RoomAuthority:
@@ -99,6 +108,11 @@ class RoomAuthority:
             return f"topic {record.topic!r} is not an input of the room authority"
         if not record.value:
             return "empty message value: expected one JSON object"
+        if len(record.value) > MAX_RECORD_BYTES:
+            return (
+                f"message of {len(record.value)} bytes is larger than {MAX_RECORD_BYTES}: "
+                "no input of the contract is that large"
+            )
         try:
             event: AnyInput = adapter.validate_json(record.value)
         except ValidationError as error:
@@ -109,7 +123,32 @@ class RoomAuthority:
                 f"message key {key!r} does not match room_id {event.room_id!r}: "
                 "the key must be the room_id so one consumer owns each room"
             )
+        if isinstance(event, ClockTick):
+            return self._refused_tick(record, event)
         return event
+
+    def _refused_tick(self, record: Record, tick: ClockTick) -> ClockTick | str:
+        """The tick, or why it may not move the room's clock (issue 7).
+
+        Only the service's scheduler signs ticks, and none may run ahead of this
+        authority's clock: one tick from the future would release tomorrow's bookings as
+        no-shows and close the room until then. Replayed history (``decide_at=event``) is
+        in the past, so the same rule holds there.
+        """
+        if not tick_signature.verified(
+            self.settings, record.key, record.value or b"", record.headers
+        ):
+            return (
+                "clock.tick without a valid spaces-clock-signature header: only the "
+                "service's scheduler may tick (it signs with SPACES_CLOCK_SECRET)"
+            )
+        ahead = (tick.occurred_at - self.clock()).total_seconds()
+        if ahead > self.settings.clock_tick_tolerance_s:
+            return (
+                f"clock.tick occurred_at {tick.occurred_at.isoformat()} is {ahead:.0f}s ahead "
+                "of the room authority's clock: a scheduler's clock runs ahead (check NTP)"
+            )
+        return tick
 
     def identity(self, event: AnyInput) -> str | None:
         # A tick decided twice decides nothing the second time: it is not recorded,
@@ -157,6 +196,7 @@ class RoomAuthority:
             uow.publish(topics.decisions, room_id, decision.model_dump_json())
         self.decided[room_id] = self.decided.get(room_id, 0) + len(decisions)
         METRICS.inc("decisions_total", len(decisions))
+        DECISIONS.add(self, decisions)
         if room is not None and _gauge(room) != gauge:
             self.gauges[room_id] = Occupancy(
                 room_id=room.room_id,
@@ -164,6 +204,7 @@ class RoomAuthority:
                 occupancy=room.occupancy,
                 capacity=room.capacity,
                 as_of=now,
+                room_name=room.name,
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

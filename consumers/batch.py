@@ -28,7 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from infra.db import Database, StaleState
 from infra.kafka import make_group_consumer
-from infra.observability import METRICS
+from infra.observability import DECISIONS, METRICS, observe_batch
 from infra.settings import Settings
 from service_layer.processing import (
     Handler,
@@ -167,6 +167,8 @@ class EffectivelyOnceLoop:
         self._lock = asyncio.Lock()
         self.buffer = TimeAlignedBuffer(options.max_idle_s, options.topics)
         self.batches = 0
+        self.consumer: AIOKafkaConsumer | None = None
+        """While running: the consumer, for the service's lag and broker samples."""
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         consumer = make_group_consumer(self.settings, self.options.group_id, ())
@@ -175,6 +177,7 @@ class EffectivelyOnceLoop:
             listener=_WaitForBatch(self._lock, self.buffer, self.handler),
         )
         await consumer.start()
+        self.consumer = consumer
         log.info(
             "consumer started",
             extra={"group": self.options.group_id, "topics": list(self.options.topics)},
@@ -224,7 +227,9 @@ class EffectivelyOnceLoop:
                     METRICS.inc(f"{name}_records_total", len(records))
                     METRICS.inc(f"{name}_batches_total")
                     METRICS.set(f"{name}_last_batch_records", len(records))
-                    METRICS.set(f"{name}_last_batch_seconds", time.perf_counter() - started)
+                    seconds = time.perf_counter() - started
+                    METRICS.set(f"{name}_last_batch_seconds", seconds)
+                    observe_batch(name, len(records), seconds)
                     if log.isEnabledFor(logging.DEBUG):
                         log.debug(
                             "batch committed",
@@ -238,6 +243,7 @@ class EffectivelyOnceLoop:
                 await asyncio.sleep(0)
         finally:
             # Leaving the group here hands our partitions over at once (graceful SIGTERM).
+            self.consumer = None
             await consumer.stop()
             log.info("consumer stopped", extra={"group": self.options.group_id})
 
@@ -265,10 +271,12 @@ class EffectivelyOnceLoop:
         attempt = 0
         name = self.handler.name
         while True:
+            DECISIONS.discard(self.handler)  # what an attempt rolled back is decided again
             try:
                 async with self.db.unit_of_work(self.options.group_id) as uow:
                     await process_batch(uow, self.settings, self.handler, records, poison)
                 self.handler.committed()
+                DECISIONS.commit(self.handler)
                 return
             except PoisonRecord as bad:
                 self.handler.forget(everything=False)

@@ -3,8 +3,11 @@
 An APScheduler job appends a ``clock.tick`` per room to the ``capacity`` topic.
 The room authority turns it into no-show releases and the closing check-out, so
 those decisions are made by the room's one owner, in order, and recorded once.
-The tick's ``event_id`` is derived from the room and the time slot, so two
-clocks running by mistake produce the same ticks and the second is skipped.
+The tick's ``event_id`` is derived from the room and the time slot, and a tick
+at a time already ticked finds nothing left to decide, so two clocks of the service
+running by mistake change nothing. Each tick is signed (``publish_input``,
+``infra.tick_signature``): the room authority refuses ticks from anyone else, and
+ticks ahead of its own clock (a scheduler whose clock runs fast).
 """
 
 from __future__ import annotations

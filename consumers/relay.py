@@ -1,10 +1,18 @@
 """The outbox relay: publishes what the consumers committed, in commit order.
 
-Every message carries the header ``spaces-outbox-id``. On start the relay reads
-the tail of each output partition and marks the rows it finds there as
-published, so a crash between Kafka's acknowledgement and the database update
-does not publish them a second time. One relay per database publishes: it holds a lock
-of the database (``Database.exclusive``); any other relay waits as a standby.
+One relay per database publishes: it holds a lock of the database
+(``Database.exclusive``); any other relay waits as a standby. The lock alone cannot stop
+a relay that lost it without noticing (a PostgreSQL connection that dropped), so the
+relay also publishes in Kafka transactions under the outbox's own ``transactional.id``
+(``Database.outbox_transactional_id``): the relay taking over starts its producer with
+that id, which aborts the open transaction of the one before and fences it; the fenced
+relay's next write or commit fails, and it goes back to waiting as a standby.
+
+Every message carries the header ``spaces-outbox-uid``, the row's id unique forever. On
+start the relay reads the committed tail of each output partition and marks the rows it
+finds there as published, so a transaction committed just before a crash, and not yet
+marked in the database, is not published a second time. Integer ids come back after a
+reset or a restore, uids do not: recovery matches only rows that were really sent.
 """
 
 from __future__ import annotations
@@ -13,20 +21,27 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
 
 from infra.db import Database, PendingMessage
-from infra.kafka import encode, make_producer
+from infra.kafka import encode, make_reader, make_transactional_producer
 from infra.observability import METRICS
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 HEADER = "spaces-outbox-id"
+"""The row's integer id, for people reading the log; recovery does not use it."""
+UID_HEADER = "spaces-outbox-uid"
+"""The row's ``uid``: what recovery matches."""
 BATCH = 500
-IN_FLIGHT = 4
-"""Batches sent and not yet acknowledged, at most."""
+IN_FLIGHT = 2
+"""Batches of ``BATCH`` rows sent in one transaction, at most (their sends are pipelined)."""
+MARKING = 2
+"""Committed transactions waiting for the database to mark their rows, at most."""
+T = TypeVar("T")
 
 
 class OutboxRelay:
@@ -38,37 +53,43 @@ class OutboxRelay:
         self.outbox_written = outbox_written or asyncio.Event()
         """Set by a consumer in this process after it commits; otherwise the relay polls."""
         self.published = 0
+        self.fenced = 0
+        """Times another relay took over while this one led."""
 
     def output_topics(self) -> tuple[str, ...]:
         topics = self.settings.topics
         return (topics.decisions, topics.occupancy, topics.dead_letters, topics.usage_monthly)
 
     async def recover(self) -> int:
-        """Mark as published the unpublished rows already in the log; returns how many.
+        """Mark as published the unpublished rows already committed to the log; how many.
 
-        Rows sent but not yet marked are at most: the batches the acknowledger holds
-        (up to ``IN_FLIGHT``), the queue behind it (as many again) and the one being sent.
-        They are the oldest that many unpublished rows, and lie within the last that many
-        records of a partition.
+        Runs after this relay's producer started, so the relay before it is fenced and
+        its open transaction aborted: what is committed stays so. Rows committed but not
+        marked are at most those of the transactions the marking task holds and has
+        queued (``MARKING`` each) and the one committed behind them; they are among the
+        oldest that many unpublished rows. A partition's tail holds them, the aborted
+        transaction (one at most: each relay recovers before it sends) and a marker per
+        transaction.
         """
-        unmarked_at_most = BATCH * (2 * IN_FLIGHT + 1)
+        per_transaction = BATCH * IN_FLIGHT
+        unmarked_at_most = per_transaction * (2 * MARKING + 1)
+        depth = unmarked_at_most + per_transaction + 2 * MARKING + 2
         pending = await self.db.unpublished(unmarked_at_most)
         if not pending:
             return 0
-        wanted = {row.id for row in pending}
-        found = await self._ids_in_tails(self.output_topics(), depth=unmarked_at_most)
-        done = sorted(wanted & found)
+        by_uid = {row.uid: row.id for row in pending}
+        found = await self._uids_in_tails(self.output_topics(), depth=depth)
+        done = sorted(by_uid[uid] for uid in by_uid.keys() & found)
         await self.db.mark_published(done)
         if done:
             log.warning("outbox recovery: rows already in the log", extra={"rows": len(done)})
         return len(done)
 
-    async def _ids_in_tails(self, topics: tuple[str, ...], depth: int) -> set[int]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False
-        )
+    async def _uids_in_tails(self, topics: tuple[str, ...], depth: int) -> set[str]:
+        """The ``spaces-outbox-uid`` of the last ``depth`` offsets' committed records."""
+        consumer = make_reader(self.settings)
         await consumer.start()
-        found: set[int] = set()
+        found: set[str] = set()
         try:
             partitions = [
                 TopicPartition(topic, p)
@@ -80,7 +101,7 @@ class OutboxRelay:
             if not partitions:
                 return found
             consumer.assign(partitions)
-            ends = await consumer.end_offsets(partitions)
+            ends = await consumer.end_offsets(partitions)  # read_committed: the stable end
             begins = await consumer.beginning_offsets(partitions)
             remaining = {}
             for tp in partitions:
@@ -93,12 +114,13 @@ class OutboxRelay:
                 for tp, records in fetched.items():
                     for record in records:
                         for name, value in record.headers or ():
-                            if name == HEADER:
-                                found.add(int(value))
+                            if name == UID_HEADER:
+                                found.add(value.decode())
                         if record.offset + 1 >= remaining.get(tp, 0):
                             remaining.pop(tp, None)
                 if not fetched:
-                    # Compaction can leave the last offsets empty: ask where we are.
+                    # Compaction, aborted records and transaction markers leave offsets
+                    # that yield no record: ask where we are.
                     for tp in list(remaining):
                         if await consumer.position(tp) >= remaining[tp]:
                             remaining.pop(tp)
@@ -109,87 +131,109 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         if ready is not None:
             ready.set()  # a standby relay is up too: it waits for the lock below
-        async with self.db.exclusive("outbox-relay", stop) as leading:
-            if not leading:
-                return
-            log.info("outbox relay leading")
-            producer = make_producer(self.settings)
-            await producer.start()
-            try:
-                await self.recover()
-                await self._publish_until(stop, producer)
-            finally:
+        while not stop.is_set():
+            async with self.db.exclusive("outbox-relay", stop) as leading:
+                if not leading:
+                    return
+                log.info("outbox relay leading")
+                if await self._lead(stop):
+                    return
+            # Fenced: another relay leads. Stand by for the lock again.
+
+    async def _lead(self, stop: asyncio.Event) -> bool:
+        """Publish until stopped (True) or fenced by a relay that took over (False)."""
+        producer = make_transactional_producer(
+            self.settings, await self.db.outbox_transactional_id()
+        )
+        await producer.start()  # fences the relay before this one, aborts its transaction
+        try:
+            await self.recover()
+            await self._publish_until(stop, producer)
+            return True
+        except ProducerFenced:
+            self.fenced += 1
+            METRICS.inc("outbox_relay_fenced_total")
+            log.warning("outbox relay fenced: another relay took over; standing by")
+            return False
+        finally:
+            with contextlib.suppress(KafkaError):
                 await producer.stop()
 
     async def _publish_until(self, stop: asyncio.Event, producer: AIOKafkaProducer) -> None:
-        """Send rows as soon as they are committed; mark them once Kafka has them.
+        """Send rows as soon as they are committed, in transactions; mark them after.
 
-        Sending does not wait for the previous rows' acknowledgements: up to
-        ``IN_FLIGHT`` batches are on their way while the next rows are read and sent.
-        The one idempotent producer keeps them in order per partition, and a row is
-        marked published only after Kafka acknowledged it (rows sent but not marked
-        when the process dies are found in the topics' tails by ``recover``).
+        One transaction carries what is unpublished, up to ``IN_FLIGHT`` batches: the
+        producer pipelines their sends, and the commit waits for all of them. The
+        committed rows are marked published by another task while the next transaction
+        is sent (rows committed but not marked when the process dies are found by
+        ``recover``).
         """
-        in_flight: asyncio.Queue[tuple[list[int], list[asyncio.Future[Any]]]] = asyncio.Queue(
-            IN_FLIGHT
-        )
+        marking: asyncio.Queue[list[int]] = asyncio.Queue(MARKING)
         sent: set[int] = set()
         """Rows sent; dropped from here once a read began after they were marked."""
         marked: set[int] = set()
         """Rows of ``sent`` marked published (a read begun before that may still list them)."""
-        acknowledging = asyncio.create_task(self._acknowledge(in_flight, marked))
+        marker = asyncio.create_task(self._mark(marking, marked))
 
-        async def unless_failed(step: Awaitable[Any]) -> None:
-            """``step``, or the acknowledging task's error if it fails first."""
+        async def unless_failed(step: Awaitable[T]) -> T:
+            """``step``, or the marking task's error if it fails first."""
             waiting = asyncio.ensure_future(step)
-            await asyncio.wait([waiting, acknowledging], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([waiting, marker], return_when=asyncio.FIRST_COMPLETED)
             if not waiting.done():
                 waiting.cancel()
-                acknowledging.result()  # raises why sending failed
+                marker.result()  # raises why marking failed
+            return waiting.result()
 
         try:
             while True:
-                settled = set(marked)
-                unpublished = await self.db.unpublished(BATCH + len(sent))
-                sent -= settled
-                marked -= settled
-                rows = [row for row in unpublished if row.id not in sent][:BATCH]
+                rows = await unless_failed(self._next_rows(sent, marked))
                 if not rows:
                     if stop.is_set():
                         break  # a graceful stop leaves nothing committed unpublished
                     await unless_failed(self._wait_for_rows(stop))
                     continue
-                futures = [await self._send(producer, row) for row in rows]
                 ids = [row.id for row in rows]
                 sent.update(ids)
-                await unless_failed(in_flight.put((ids, futures)))
-            await unless_failed(in_flight.join())
+                # Rows committed meanwhile wait for this commit, and go in the next
+                # transaction together: the busier, the larger the transactions.
+                await unless_failed(self._transaction(producer, rows))
+                await unless_failed(marking.put(ids))
+            await unless_failed(marking.join())
         finally:
-            acknowledging.cancel()
+            marker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await acknowledging
+                await marker
 
-    async def _acknowledge(
-        self,
-        in_flight: asyncio.Queue[tuple[list[int], list[asyncio.Future[Any]]]],
-        marked: set[int],
-    ) -> None:
+    async def _next_rows(self, sent: set[int], marked: set[int]) -> list[PendingMessage]:
+        """The oldest unpublished rows not already sent, up to one transaction's worth."""
+        settled = set(marked)
+        unpublished = await self.db.unpublished(BATCH * IN_FLIGHT + len(sent))
+        sent -= settled
+        marked -= settled
+        return [row for row in unpublished if row.id not in sent][: BATCH * IN_FLIGHT]
+
+    async def _transaction(self, producer: AIOKafkaProducer, rows: list[PendingMessage]) -> None:
+        """Send ``rows`` and commit them, all or none (a fenced producer raises here)."""
+        await producer.begin_transaction()
+        futures = [await self._send(producer, row) for row in rows]
+        await asyncio.gather(*futures)
+        await producer.commit_transaction()
+
+    async def _mark(self, marking: asyncio.Queue[list[int]], marked: set[int]) -> None:
         while True:
-            ids, futures = await in_flight.get()
-            batches = 1
-            # Batches queued meanwhile are marked in the same transaction.
-            while not in_flight.empty():
-                more, more_futures = in_flight.get_nowait()
-                ids, futures = ids + more, futures + more_futures
-                batches += 1
-            await asyncio.gather(*futures)
+            ids = await marking.get()
+            transactions = 1
+            # Transactions committed meanwhile are marked in the same database transaction.
+            while not marking.empty():
+                ids = ids + marking.get_nowait()
+                transactions += 1
             await self.db.mark_published(ids)
             marked.update(ids)
             self.published += len(ids)
             METRICS.inc("outbox_published_total", len(ids))
             log.debug("outbox published", extra={"rows": len(ids), "last_id": ids[-1]})
-            for _ in range(batches):
-                in_flight.task_done()
+            for _ in range(transactions):
+                marking.task_done()
 
     @staticmethod
     async def _send(producer: AIOKafkaProducer, row: PendingMessage) -> asyncio.Future[Any]:
@@ -197,7 +241,7 @@ class OutboxRelay:
             row.topic,
             value=encode(row.value),
             key=row.key.encode("utf-8") if row.key is not None else None,
-            headers=[(HEADER, str(row.id).encode())],
+            headers=[(HEADER, str(row.id).encode()), (UID_HEADER, row.uid.encode())],
         )
         return future
 

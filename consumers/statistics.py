@@ -10,16 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
-from domain.usage import CenterUsage, RoomUsage, close_month, fold, previous_month
-from infra.db import Database, StaleState, UnitOfWork, UsageStateRow, utcnow
+from domain.month_close import close_due, month_ends_at, zones_of
+from domain.usage import CenterUsage, RoomUsage, fold
+from infra.db import (
+    ConsumerPositionRow,
+    Database,
+    MonthCloseRow,
+    StaleState,
+    UnitOfWork,
+    UsageStateRow,
+    utcnow,
+)
 from infra.observability import METRICS
 from infra.settings import Settings
 from schemas.decisions import DECISION_ADAPTER, AnyDecision
@@ -64,8 +75,15 @@ class UsageStatistics:
         self.changed: set[str] = set()
         """Scope ids the batch in flight changed."""
         self.pending: dict[str, UsageMonthly] = {}
+        self.positions: dict[tuple[str, int], int] = {}
+        """Next offset per partition of the batch in flight, stored with its counts."""
 
     def parse(self, record: Record) -> AnyDecision | str:
+        # Every record of a batch is parsed (or dead-lettered as poison): where the
+        # batch ends in each partition is where a restart without offsets resumes.
+        where = (record.topic, record.partition)
+        if record.offset >= self.positions.get(where, 0):
+            self.positions[where] = record.offset + 1
         try:
             decision: AnyDecision = DECISION_ADAPTER.validate_json(record.value or b"")
         except ValidationError as error:
@@ -123,8 +141,10 @@ class UsageStatistics:
             states[sid] = self.rooms[ident] if scope == "room" else self.centers[ident]
         await save_states(uow, states, self.versions)
         await write_aggregates(uow, self.settings, self.pending)
+        uow.save_positions(self.positions)
 
     def committed(self) -> None:
+        self.positions.clear()
         self.touched.clear()
         self.changed.clear()
         self.pending.clear()
@@ -138,6 +158,7 @@ class UsageStatistics:
                 del self.versions[scope_id("room", room_id)]
 
     def forget(self, *, everything: bool) -> None:
+        self.positions.clear()
         dropped = set(self.rooms) if everything else set(self.touched)
         for room_id in dropped:
             self.rooms.pop(room_id, None)
@@ -195,53 +216,242 @@ async def write_aggregates(
         METRICS.inc("usage_aggregates_published_total", len(pending))
 
 
+async def resume_positions(settings: Settings, db: Database) -> dict[int, int]:
+    """Put back the offsets on ``decisions`` Kafka forgot, from the database's positions.
+
+    Kafka drops a group's offsets once it has been stopped for ``offsets.retention.minutes``;
+    the group would then count the log from the start, beyond its 30-day id memory. Only
+    partitions without any committed offset are set (the group is empty then); returns
+    them, partition to offset.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.errors import KafkaError
+
+    from infra.retention import committed_offsets
+
+    decisions = settings.topics.decisions
+    async with db.read_session() as session:
+        rows = await session.execute(
+            select(ConsumerPositionRow.partition, ConsumerPositionRow.next_offset).where(
+                ConsumerPositionRow.consumer == settings.statistics_group,
+                ConsumerPositionRow.topic == decisions,
+            )
+        )
+        stored = {int(partition): int(offset) for partition, offset in rows}
+    if not stored:
+        return {}
+    committed = await committed_offsets(settings.bootstrap, settings.statistics_group, decisions)
+    missing = {p: offset for p, offset in stored.items() if committed.get(p, -1) < 0}
+    if not missing:
+        return {}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        group_id=settings.statistics_group,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        offsets = {TopicPartition(decisions, p): offset for p, offset in missing.items()}
+        consumer.assign(list(offsets))
+        await consumer.commit(offsets)
+    except KafkaError as error:
+        # A member that is running has its offsets; it is the one that counts.
+        log.warning("could not restore offsets", extra={"error": str(error)})
+        return {}
+    finally:
+        await consumer.stop()
+    log.warning(
+        "restored the statistics' offsets from the database",
+        extra={"group": settings.statistics_group, "offsets": missing},
+    )
+    return missing
+
+
+class MonthNotEnded(ValueError):
+    """A close by hand asked for a month that has not ended everywhere yet."""
+
+
+@dataclass
+class CloseReport:
+    """What one run of the month close did."""
+
+    scopes: int = 0
+    """Rooms and centers looked at."""
+    closed: dict[str, int] = field(default_factory=dict)
+    """Scopes that got each month final, by month."""
+    aggregates: int = 0
+    """Final ``usage-monthly`` values sent."""
+
+
 async def close_months(
     settings: Settings, db: Database, month: str | None = None, now: datetime | None = None
 ) -> int:
-    """Mark ``month`` (default: last month, locally) final everywhere; returns aggregates sent.
+    """Close every month that has ended where each room is; returns the aggregates sent.
 
-    Every state's version moves on, so a statistics consumer holding one in memory
-    reads it again before its next write.
+    ``month``: close no further than it, and refuse (``MonthNotEnded``) if it has not
+    ended in every room's time zone at ``now`` (the demo closes history this way).
     """
-    now = now or utcnow()
-    month = month or previous_month(now, settings.timezone)
-    for attempt in range(1, CLOSE_ATTEMPTS + 1):
-        try:
-            async with db.unit_of_work(settings.statistics_group) as uow:
-                ids = list(await uow.session.scalars(select(UsageStateRow.scope_id)))
-                stored = await uow.load_states(UsageStateRow, ids, lock=True)
-                states = {sid: load_state(sid, found.state) for sid, found in stored.items()}
-                versions = {sid: found.version for sid, found in stored.items()}
-                pending: dict[str, UsageMonthly] = {}
-                for state in states.values():
-                    for aggregate in close_month(state, month, now):
-                        pending[aggregate.key] = aggregate
-                await save_states(uow, states, versions)
-                await write_aggregates(uow, settings, pending)
-            break
-        except StaleState:
-            # The statistics consumer wrote a state meanwhile (SQLite reads take no
-            # lock): read everything again and close on top of it.
-            if attempt == CLOSE_ATTEMPTS:
-                raise
-            log.warning("month close met a newer state; again", extra={"attempt": attempt})
-            await asyncio.sleep(0.2 * attempt)
-    log.info("month closed", extra={"month": month, "aggregates": len(pending)})
-    return len(pending)
+    report = await close_due_months(settings, db, through=month, now=now)
+    return report.aggregates
 
 
-def schedule_month_close(scheduler: AsyncIOScheduler, settings: Settings, db: Database) -> None:
-    """Shortly after local midnight on the 1st, last month's figures become final."""
+async def close_due_months(
+    settings: Settings, db: Database, *, through: str | None = None, now: datetime | None = None
+) -> CloseReport:
+    """Bring every room and center up to date: each month ended in its zone(s) is final.
+
+    Catches up however many months were missed (a service down over the 1st), and is
+    idempotent: a month already final is not sent again. Without ``through`` only the
+    scopes whose ``next_close_at`` has passed (or that have no row yet) are read, so a
+    run when nothing is due costs one small query. Every closed state's version moves
+    on, so a statistics consumer holding it in memory reads it again before its next
+    write; a consumer that wrote meanwhile makes the close read again (``StaleState``),
+    and so does a second closer: nothing is closed or sent twice.
+    """
+    # In UTC: SQLite stores times without their offset, and compares them as text.
+    now = (now or utcnow()).astimezone(UTC)
+    if through is not None:
+        check_month(through)
+    report = CloseReport()
+    candidates = await _close_candidates(db, now, everything=through is not None)
+    report.scopes = len(candidates)
+    if through is not None:
+        await _refuse_unended(settings, db, candidates, through, now)
+    for start in range(0, len(candidates), CLOSE_CHUNK):
+        chunk = candidates[start : start + CLOSE_CHUNK]
+        for attempt in range(1, CLOSE_ATTEMPTS + 1):
+            try:
+                closed, sent = await _close_chunk(settings, db, chunk, through, now)
+                break
+            except StaleState:
+                # The statistics consumer (or another closer) wrote a state meanwhile
+                # (SQLite reads take no lock): read again and close on top of it.
+                if attempt == CLOSE_ATTEMPTS:
+                    raise
+                log.warning("month close met a newer state; again", extra={"attempt": attempt})
+                await asyncio.sleep(0.2 * attempt)
+        for month in closed:
+            report.closed[month] = report.closed.get(month, 0) + closed[month]
+        report.aggregates += sent
+    if report.closed:
+        log.info(
+            "months closed",
+            extra={"months": dict(sorted(report.closed.items())), "aggregates": report.aggregates},
+        )
+    return report
+
+
+CLOSE_CHUNK = 500
+"""Scopes closed in one transaction: a conflict with the consumer retries only these."""
+
+
+def check_month(month: str) -> str:
+    """``month`` if it is a ``YYYY-MM`` month, else ``ValueError`` saying so."""
+    if not MONTH_PATTERN.fullmatch(month):
+        raise ValueError(f"{month!r} is not a month: use YYYY-MM, e.g. 2026-11")
+    return month
+
+
+MONTH_PATTERN = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+async def _close_candidates(db: Database, now: datetime, *, everything: bool) -> list[str]:
+    """Scope ids with a month to close: no close row yet, or ``next_close_at`` passed."""
+    query = select(UsageStateRow.scope_id).outerjoin(
+        MonthCloseRow, MonthCloseRow.scope_id == UsageStateRow.scope_id
+    )
+    if not everything:
+        query = query.where(
+            or_(MonthCloseRow.scope_id.is_(None), MonthCloseRow.next_close_at <= now)
+        )
+    async with db.read_session() as session:
+        return sorted(await session.scalars(query.order_by(UsageStateRow.scope_id)))
+
+
+async def _refuse_unended(
+    settings: Settings, db: Database, ids: list[str], month: str, now: datetime
+) -> None:
+    """``MonthNotEnded`` naming a zone where ``month`` is not over at ``now``."""
+    zones: set[str] = set()
+    async with db.unit_of_work(settings.statistics_group) as uow:
+        for start in range(0, len(ids), CLOSE_CHUNK):
+            stored = await uow.load_states(
+                UsageStateRow, ids[start : start + CLOSE_CHUNK], lock=False
+            )
+            for sid, found in stored.items():
+                zones |= zones_of(load_state(sid, found.state))
+    zones = zones or {settings.timezone}  # nothing counted yet: the settings' zone
+    ends = month_ends_at(month, zones)
+    if now < ends:
+        last = max(zones, key=lambda zone: month_ends_at(month, {zone}))
+        raise MonthNotEnded(
+            f"{month} has not ended yet in {last}: it can be closed from {ends:%Y-%m-%d %H:%M} UTC"
+        )
+
+
+async def _close_chunk(
+    settings: Settings, db: Database, ids: list[str], through: str | None, now: datetime
+) -> tuple[dict[str, int], int]:
+    """Close the due months of the scopes ``ids`` in one transaction."""
+    closed: dict[str, int] = {}
+    async with db.unit_of_work(settings.statistics_group) as uow:
+        # States first (locked on PostgreSQL), then the close rows: a second closer
+        # waiting on the lock reads the rows the first one wrote.
+        stored = await uow.load_states(UsageStateRow, ids, lock=True)
+        rows = {
+            row.scope_id: row.closed_through
+            for row in await uow.session.scalars(
+                select(MonthCloseRow).where(MonthCloseRow.scope_id.in_(ids))
+            )
+        }
+        states: dict[str, UsageState] = {}
+        versions: dict[str, int] = {}
+        pending: dict[str, UsageMonthly] = {}
+        marks: list[dict[str, Any]] = []
+        for sid, found in stored.items():
+            state = load_state(sid, found.state)
+            result = close_due(state, rows.get(sid), now, through)
+            if result.months:
+                states[sid], versions[sid] = state, found.version
+                for aggregate in result.aggregates:
+                    pending[aggregate.key] = aggregate
+                for month in result.months:
+                    closed[month] = closed.get(month, 0) + 1
+            marks.append(
+                {
+                    "scope_id": sid,
+                    "closed_through": result.closed_through,
+                    "next_close_at": result.next_close_at,
+                    "updated_at": now,
+                }
+            )
+        await save_states(uow, states, versions)
+        await write_aggregates(uow, settings, pending)
+        uow.save_month_closes(marks)
+    return closed, len(pending)
+
+
+def schedule_month_close(
+    scheduler: AsyncIOScheduler,
+    settings: Settings,
+    db: Database,
+    clock: Callable[[], datetime] = utcnow,
+) -> None:
+    """Close what is due now (a restart catches up), then every few minutes.
+
+    Rooms close by their own time zone, so some month ends every hour or so around the
+    1st; a run when nothing is due is one small query.
+    """
+
+    async def close() -> None:
+        await close_due_months(settings, db, now=clock())
+
     scheduler.add_job(
-        close_months,
-        "cron",
-        args=(settings, db),
-        day=1,
-        hour=0,
-        minute=5,
-        timezone=settings.timezone,
+        close,
+        "interval",
+        seconds=settings.month_close_interval_s,
         id="month-close",
         max_instances=1,
         coalesce=True,
-        misfire_grace_time=6 * 3600,
+        next_run_time=utcnow(),
     )

@@ -19,7 +19,10 @@ caches its months' open minutes until a rule changes; bookings are forgotten by 
 their interval ends; member sets and opening periods are pruned from sorted indexes, so a
 decision that drops nothing looks at nothing. Open minutes are real elapsed minutes
 (``domain.opening_hours``): a day's wall-clock minutes plus a DST correction that is cached
-per kind of hours and month and is not zero on a handful of days a year.
+per kind of hours and month and is not zero on a handful of days a year. The heatmap
+(``occupancy_by_weekday_hour``) splits each stay by local weekday-hour: the partial first and
+last days and DST days hour by hour, the whole days between in bulk per month, so its work is
+bounded whatever the stay's length; its cells are kept up to date per slot touched.
 """
 
 from __future__ import annotations
@@ -76,11 +79,12 @@ subtracts no hours."""
 MEMBER_SET_RETENTION_MONTHS = 2
 """Member-id sets of final months more than this many months before the newest decision's
 month are dropped; ``unique_members`` of those months is frozen from then on."""
-STATE_VERSION = 3
+STATE_VERSION = 4
 """Version of the documents :meth:`RoomUsage.to_json` and :meth:`CenterUsage.to_json` write.
-Versions 1 and 2 are still read (``from_json`` converts them; what they did not keep, the
-capacities and the room's occupancy, is learnt from the next decisions)."""
-_READABLE_VERSIONS = (1, 2, 3)
+Versions 1 to 3 are still read (``from_json`` converts them; what they did not keep, the
+capacities and the room's occupancy, is learnt from the next decisions; 4 adds the
+weekday-hour slots of each month, which a month read from an older document lacks)."""
+_READABLE_VERSIONS = (1, 2, 3, 4)
 
 Counter = Literal[
     "bookings_confirmed",
@@ -167,6 +171,121 @@ def _split_by_month(starts_at: datetime, ends_at: datetime, tz: str) -> dict[str
             seconds[month] = seconds.get(month, 0) + part
         current = segment_end
     return seconds
+
+
+# --- weekday-hour slots (the heatmap) -------------------------------------------------
+
+SLOTS = 7 * 24
+"""Weekday-hour slots of a week: ``weekday * 24 + hour`` (Monday 0, local hour of day)."""
+_Slots = dict[int, int]
+
+
+def _local_midnight(ordinal: int, zone: ZoneInfo) -> datetime:
+    """Start of the local day ``ordinal`` in UTC (a skipped midnight: when the day starts)."""
+    day = date.fromordinal(ordinal)
+    return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+
+
+@lru_cache(maxsize=4096)
+def _irregular_days(tz: str, month: str) -> tuple[int, ...]:
+    """Date ordinals of ``month`` that are not 24 plain hours in ``tz`` (a DST change):
+    their hours are walked one by one. Pure, so cached; empty in a zone without DST."""
+    first, days = _month_days(month)
+    zone = ZoneInfo(tz)
+    irregular: list[int] = []
+    start = _local_midnight(first, zone)
+    for ordinal in range(first, first + days):
+        end = _local_midnight(ordinal + 1, zone)
+        before_end = (end - timedelta(microseconds=1)).astimezone(zone).utcoffset()
+        if end - start != timedelta(days=1) or start.astimezone(zone).utcoffset() != before_end:
+            irregular.append(ordinal)
+        start = end
+    return tuple(irregular)
+
+
+def _add_full_days(slots: _Slots, first: int, stop: int, factor: int) -> None:
+    """Every hour of the plain local days ``[first, stop)`` (ordinals): O(168), whatever
+    their number. ``date.fromordinal(o).weekday() == (o - 1) % 7``."""
+    weeks, rest = divmod(stop - first, 7)
+    start_weekday = (first - 1) % 7
+    for offset in range(7):
+        weekday = (start_weekday + offset) % 7
+        count = weeks + (1 if offset < rest else 0)
+        if count:
+            for hour in range(24):
+                slot = weekday * 24 + hour
+                slots[slot] = slots.get(slot, 0) + factor * count * 3600
+
+
+def _split_by_slot(starts_at: datetime, ends_at: datetime, tz: str) -> dict[str, _Slots]:
+    """Seconds of ``[starts_at, ends_at)`` per local month and weekday-hour slot of ``tz``.
+
+    Slots are local hours: on a spring-forward day the skipped hour gets nothing, on a
+    fall-back day the repeated hour gets both of its real hours. Cost: a partial first and
+    last day and each DST day hour by hour (at most 25 steps each), the plain days between
+    in bulk (168 additions per month), so O(months spanned), like ``_split_by_month``.
+    """
+    zone = ZoneInfo(tz)
+    current = starts_at.astimezone(UTC)
+    end = ends_at.astimezone(UTC)
+    out: dict[str, _Slots] = {}
+    end_day = end.astimezone(zone).date().toordinal()
+    hour = timedelta(hours=1)  # local hour boundaries: an hour apart between DST changes
+    while current < end:
+        local = current.astimezone(zone)
+        month = f"{local.year:04d}-{local.month:02d}"
+        slots = out.setdefault(month, {})
+        into_hour = timedelta(
+            minutes=local.minute, seconds=local.second, microseconds=local.microsecond
+        )
+        if not into_hour and local.hour == 0:  # local midnight: plain whole days in bulk
+            day = local.date().toordinal()
+            first, days = _month_days(month)
+            stop = min(end_day, first + days)
+            irregular = _irregular_days(tz, month)
+            index = bisect_left(irregular, day)
+            if index < len(irregular):
+                stop = min(stop, irregular[index])
+            if stop > day:
+                _add_full_days(slots, day, stop, 1)
+                current = _local_midnight(stop, zone)
+                continue
+        current = _add_hour_part(slots, local, current, min(end, current + hour - into_hour))
+    return {month: slots for month, slots in out.items() if slots}
+
+
+def _add_hour_part(slots: _Slots, local: datetime, start: datetime, stop: datetime) -> datetime:
+    """``[start, stop)``, within the local hour of ``local`` (= ``start``), to its slot;
+    returns ``stop``. One step of the hour-by-hour walk (the tests count them)."""
+    part = round((stop - start).total_seconds())
+    if part > 0:
+        slot = local.weekday() * 24 + local.hour
+        slots[slot] = slots.get(slot, 0) + part
+    return stop
+
+
+@lru_cache(maxsize=4096)
+def _slot_seconds(tz: str, month: str) -> tuple[int, ...]:
+    """Seconds each weekday-hour slot lasts in the local ``month`` of ``tz``: the
+    denominator of the heatmap (5 Mondays: 5 x 3600 for each Monday hour; a DST day's
+    skipped hour less, its repeated hour more). Pure, so cached."""
+    start = _month_start(month, tz)
+    end = _month_start(_add_months(month, 1), tz)
+    slots = _split_by_slot(start, end, tz).get(month, {})
+    return tuple(slots.get(slot, 0) for slot in range(SLOTS))
+
+
+def _cell(slots: dict[str, _Slots], month: str, slot: int) -> float:
+    """Average persons present in ``slot``: its person-seconds / the seconds it lasted,
+    summed over the time zones (a center: over its rooms), rounded to 4 decimals."""
+    average = 0.0
+    for tz, person_seconds in slots.items():
+        value = person_seconds.get(slot, 0)
+        if value:
+            lasted = _slot_seconds(tz, month)[slot]
+            if lasted > 0:
+                average += value / lasted
+    return round(average, 4)
 
 
 # --- opening hours and capacity -------------------------------------------------------
@@ -399,6 +518,15 @@ class MonthUsage:
     final: bool = False
     revision: int = 0
     revised_after_close: bool = False
+    slots: dict[str, _Slots] = field(default_factory=dict)
+    """Person-seconds per time zone and weekday-hour slot (``weekday * 24 + hour``, local):
+    the heatmap. A room has one time zone (two if it moved during the month)."""
+    slots_counted: bool = True
+    """False for a month read from a document written before slots were kept (version 3
+    or older): its heatmap would miss what came before, so it has none."""
+    _cells: list[float] | None = field(default=None, init=False, repr=False, compare=False)
+    """The heatmap's 168 cells, kept up to date by ``add_slots`` once computed: an
+    aggregate copies them instead of dividing and rounding 168 cells each time."""
 
     def get(self, counter: Counter) -> int:
         return self.counts.get(counter, 0)
@@ -411,6 +539,26 @@ class MonthUsage:
             return
         self.members.add(member_id)
         self.unique_members = len(self.members)
+
+    def add_slots(self, month: str, tz: str, slots: _Slots) -> None:
+        """Add person-seconds to the slots of ``tz``: O(slots given), at most 168."""
+        mine = self.slots.setdefault(tz, {})
+        for slot, value in slots.items():
+            mine[slot] = mine.get(slot, 0) + value
+        if self._cells is not None:
+            for slot in slots:
+                self._cells[slot] = _cell(self.slots, month, slot)
+
+    def heatmap(self, month: str) -> list[list[float]] | None:
+        """7 rows (Monday first) x 24 local hours; ``None`` without ``slots_counted``."""
+        if not self.slots_counted:
+            return None
+        cells = self._cells
+        if cells is None:
+            cells = self._cells = [0.0] * SLOTS
+            for slot in {slot for slots in self.slots.values() for slot in slots}:
+                cells[slot] = _cell(self.slots, month, slot)
+        return [cells[day * 24 : day * 24 + 24] for day in range(7)]
 
     def reach(self, occupancy: int, at: datetime) -> None:
         """An occupancy seen at ``at``: a new peak, or the same peak reached earlier."""
@@ -443,6 +591,11 @@ class MonthUsage:
         }
         if not self.attendance_counted:
             document["attendance_counted"] = False
+        if self.slots_counted:
+            document["slots"] = {
+                tz: {str(k): v for k, v in sorted(slots.items()) if v}
+                for tz, slots in sorted(self.slots.items())
+            }
         return document
 
     @classmethod
@@ -454,6 +607,8 @@ class MonthUsage:
         peak_at = data.get("peak_at")
         # Documents before version 3 did not count attendance (nor write this flag).
         attendance_counted = bool(data.get("attendance_counted", "bookings_attended" in counts))
+        # Documents before version 4 did not keep the slots: such a month has no heatmap.
+        slots = data.get("slots")
         return cls(
             counts={c: int(counts.get(c, 0)) for c in COUNTERS},
             peak_occupancy=int(data.get("peak_occupancy", 0)),
@@ -463,6 +618,10 @@ class MonthUsage:
             open_minutes=None if open_minutes is None else int(open_minutes),
             capacity_minutes=None if capacity_minutes is None else int(capacity_minutes),
             attendance_counted=attendance_counted,
+            slots={}
+            if slots is None
+            else {str(tz): {int(k): int(v) for k, v in s.items()} for tz, s in slots.items()},
+            slots_counted=slots is not None,
             final=bool(data.get("final", False)),
             revision=int(data.get("revision", 0)),
             revised_after_close=bool(data.get("revised_after_close", False)),
@@ -512,6 +671,7 @@ def _aggregate(
         no_show_rate=round(no_shows / reached_start, 4) if reached_start > 0 else None,
         peak_at=stats.peak_at,
         peak_hour=None if stats.peak_at is None else stats.peak_at.hour,
+        occupancy_by_weekday_hour=stats.heatmap(month),
     )
 
 
@@ -626,7 +786,7 @@ class ActiveBooking:
 def _check_document(data: dict[str, Any], scope: str) -> int:
     version = data.get("version")
     if version not in _READABLE_VERSIONS or data.get("scope") != scope:
-        raise ValueError(f"not a {scope} usage document of version 1, 2 or 3")
+        raise ValueError(f"not a {scope} usage document of version 1 to 4")
     return int(version)
 
 
@@ -1195,6 +1355,8 @@ class _Effects:
     """A booking of ``active`` a check-in was admitted for, the first time."""
     occupied: tuple[int, datetime] | None = None
     """The room's occupancy after an admission or check-out, and from when."""
+    slots: list[tuple[str, str, _Slots]] = field(default_factory=list)
+    """(month, time zone, person-seconds per weekday-hour slot) since the last change."""
 
     def add(self, month: str, counter: Counter, delta: int) -> None:
         if delta:
@@ -1210,6 +1372,7 @@ class _Effects:
 
     def months(self) -> set[str]:
         touched = set(self.counts) | set(self.members) | set(self.room_peaks)
+        touched.update(month for month, _, _ in self.slots)
         if self.occupancy is not None:
             touched.add(self.occupancy[0])
         if self.config is not None:
@@ -1230,6 +1393,8 @@ class _Effects:
         if room_peaks:
             for month, (peak, at) in self.room_peaks.items():
                 months.setdefault(month, MonthUsage()).reach(peak, at)
+        for month, tz, slots in self.slots:
+            months.setdefault(month, MonthUsage()).add_slots(month, tz, slots)
 
 
 def _occupancy_effects(
@@ -1247,6 +1412,9 @@ def _occupancy_effects(
         if until > since:
             seconds = _split_by_month(since, until, room.timezone)
             effects.add_seconds(seconds, room.occupancy, "person_seconds")
+            for month, slots in _split_by_slot(since, until, room.timezone).items():
+                persons = {slot: room.occupancy * part for slot, part in slots.items()}
+                effects.slots.append((month, room.timezone, persons))
     effects.occupied = (occupancy, at if since is None else max(since, at))
     local = at.astimezone(ZoneInfo(room.timezone))
     month = f"{local.year:04d}-{local.month:02d}"

@@ -83,8 +83,8 @@ Or see it all at once: **spaces demo**.
 SPACES_KAFKA_BOOTSTRAP=host:9092 uses an existing Kafka cluster instead of the local
 broker; SPACES_DATABASE_URL a PostgreSQL database. docs/deploy.md lists them all.
 
-**Scripts**: add --json to book, kiosk, enroll, room, report, replay, infra status
-and occupancy for one JSON object per line.
+**Scripts**: add --json to book, kiosk, enroll, room, report, replay, infra status,
+month close and occupancy for one JSON object per line.
 
 **Exit codes**: 0 done; 1 failed (broker unreachable, unknown room, ...); 2 wrong
 usage; 3 no decision in time (is spaces run running?).
@@ -128,6 +128,11 @@ app.add_typer(db_app, name="db", rich_help_panel=SETUP)
 app.add_typer(kiosk_app, name="kiosk", rich_help_panel=DESK)
 app.add_typer(room_app, name="room", rich_help_panel=DESK)
 app.add_typer(schema_app, name="schema", rich_help_panel=UPKEEP)
+month_app = typer.Typer(
+    help="Monthly usage: make a month's figures final (the service does it by itself).",
+    no_args_is_help=True,
+)
+app.add_typer(month_app, name="month", rich_help_panel=UPKEEP)
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -470,6 +475,54 @@ def db_upgrade() -> int:
     return EXIT_OK
 
 
+@month_app.command(
+    "close",
+    epilog=examples("spaces month close 2026-11", "spaces month close 2026-11 --json"),
+)
+def month_close(
+    month: Annotated[str, typer.Argument(help="The month to close, YYYY-MM.", metavar="YYYY-MM")],
+    as_json: AsJson = False,
+) -> int:
+    """Make the month YYYY-MM (and any earlier one not closed yet) final everywhere.
+
+    The service closes each room's month by itself soon after the month ends in the
+    room's time zone, and catches up on start; this is for doing it by hand. A month
+    that has not ended in some room's time zone is refused. Closing again sends nothing.
+    The final figures reach usage-monthly through the outbox relay (spaces run).
+    """
+    from consumers.statistics import MonthNotEnded, check_month, close_due_months
+    from infra.db import Database
+
+    try:
+        check_month(month)
+    except ValueError as error:
+        raise CliError(f"month: {error}", EXIT_USAGE) from None
+    current = load_settings()
+
+    async def close() -> Any:
+        db = Database(current)
+        try:
+            await db.migrate()
+            return await close_due_months(current, db, through=month)
+        finally:
+            await db.dispose()
+
+    try:
+        report = asyncio.run(close())
+    except MonthNotEnded as error:
+        raise CliError(str(error), EXIT_USAGE) from None
+    closed = dict(sorted(report.closed.items()))
+    if as_json:
+        print(json.dumps({"month": month, "closed": closed, "aggregates": report.aggregates}))
+    elif not closed:
+        print(f"nothing to close: {month} and the months before it are final already")
+    else:
+        for each, scopes in closed.items():
+            print(f"{each}: closed for {scopes} rooms and centers")
+        print(f"{report.aggregates} final figures queued for usage-monthly")
+    return EXIT_OK
+
+
 # --- the service ----------------------------------------------------------------------
 
 
@@ -525,7 +578,12 @@ def run_service(
         from entrypoints.supervisor import roles_for, supervise
 
         return supervise(roles_for(parts), level, niceness={"statistics": current.statistics_nice})
-    asyncio.run(serve(current, parts))
+    from infra.retention import RetentionUnsafe
+
+    try:
+        asyncio.run(serve(current, parts))
+    except RetentionUnsafe as error:
+        raise CliError(str(error)) from None
     return EXIT_OK
 
 
@@ -845,7 +903,11 @@ async def occupancy_feed(settings: Settings, *, follow: bool) -> AsyncGenerator[
 
     from producers.client import TopicMissing
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # the relay writes in transactions
+    )
     try:
         await consumer.start()
         topic = settings.topics.occupancy
@@ -1209,7 +1271,11 @@ def dashboard(
         typer.Option("--port", help="Port to listen on (default: SPACES_DASHBOARD_PORT)."),
     ] = None,
 ) -> int:
-    """Serve the staff dashboard: the last 12 months and live occupancy."""
+    """Serve the staff dashboard: the last 12 months, live occupancy, the monthly report.
+
+    A FastStream Kafka consumer: it reads usage-monthly and occupancy from the beginning
+    and needs only SPACES_KAFKA_BOOTSTRAP (no database). /health, /metrics, /docs/asyncapi.
+    """
     from entrypoints.dashboard import serve_dashboard
 
     serve_dashboard(load_settings(), host=host, port=port)

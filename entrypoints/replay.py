@@ -58,7 +58,11 @@ Progress = Callable[[int, int], None]
 
 
 async def read_decisions(settings: Settings, on_progress: Progress | None = None) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",  # the relay writes in transactions
+    )
     values: list[bytes] = []
     try:
         await consumer.start()

@@ -21,7 +21,13 @@ from consumers.batch import EffectivelyOnceLoop, LoopOptions
 from consumers.clock import Clock
 from consumers.relay import OutboxRelay
 from infra.db import Database, utcnow
-from infra.observability import METRICS
+from infra.observability import (
+    CONSUMER_LAG,
+    METRICS,
+    Health,
+    MetricsServer,
+    set_outbox_backlog,
+)
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,19 +42,38 @@ class Services:
     clock_now: Callable[[], datetime] = utcnow
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics_port: int | None = None
+    """The port ``/health`` and ``/metrics`` are served on, once they are (else ``None``)."""
 
     async def run(self) -> None:
         db = Database(self.settings)
         await db.migrate()
+        try:
+            await self.check_retention(db)
+        except BaseException:
+            await db.dispose()
+            raise
         tasks: list[asyncio.Task[None]] = []
         readies: list[asyncio.Event] = []
         clock: Clock | None = None
         outbox_written = asyncio.Event()
+        loops: list[EffectivelyOnceLoop] = []
 
         def spawn(name: str, job: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
             ready = asyncio.Event()
             readies.append(ready)
             tasks.append(asyncio.create_task(job(ready), name=name))
+
+        def part_states() -> dict[str, str]:
+            states = {
+                task.get_name(): _state(task, ready)
+                for task, ready in zip(tasks, readies, strict=True)
+            }
+            if clock is not None:
+                states["clock"] = "stopped" if self.stop.is_set() else "running"
+            return states
+
+        health = Health(self.settings.health_stale_s, part_states)
 
         if "authority" in self.parts:
             loop = EffectivelyOnceLoop(
@@ -64,6 +89,7 @@ class Services:
                 outbox_written,
             )
             spawn("authority", lambda ready: loop.run(self.stop, ready))
+            loops.append(loop)
         if "statistics" in self.parts:
             from consumers.statistics import UsageStatistics
 
@@ -81,6 +107,7 @@ class Services:
                 outbox_written,
             )
             spawn("statistics", lambda ready: stats_loop.run(self.stop, ready))
+            loops.append(stats_loop)
         if "relay" in self.parts:
             relay = OutboxRelay(self.settings, db, outbox_written)
             spawn("relay", lambda ready: relay.run(self.stop, ready))
@@ -91,8 +118,12 @@ class Services:
             # also when the statistics consumer is a process of its own.
             from consumers.statistics import schedule_month_close
 
-            schedule_month_close(clock.scheduler, self.settings, db)
+            schedule_month_close(clock.scheduler, self.settings, db, self.clock_now)
+        server = await self._serve_health(health)
         reporter = asyncio.create_task(report_metrics(self.stop))
+        sampler = asyncio.create_task(
+            sample(self.settings, loops, db if "relay" in self.parts else None, health, self.stop)
+        )
         try:
             waiter: asyncio.Future[Any] = asyncio.ensure_future(
                 asyncio.gather(*(r.wait() for r in readies))
@@ -117,11 +148,109 @@ class Services:
                     raise result
         finally:
             reporter.cancel()
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler  # done with the database before it is disposed
+            if server is not None:
+                await server.stop()
             for task in tasks:
                 task.cancel()
             if clock is not None:
                 await clock.stop()
             await db.dispose()
+
+    async def _serve_health(self, health: Health) -> MetricsServer | None:
+        """``/health`` and ``/metrics`` on ``metrics_port`` (0: not served). A port in use
+        is logged, not fatal: the kiosks' decisions matter more than their metrics."""
+        port = self.settings.metrics_port
+        if not port:
+            return None
+        server = MetricsServer(self.settings.metrics_host, port, health)
+        try:
+            self.metrics_port = await server.start()
+        except OSError as error:
+            log.error(
+                "cannot serve /health and /metrics",
+                extra={"host": self.settings.metrics_host, "port": port, "error": str(error)},
+            )
+            return None
+        log.info("serving /health and /metrics", extra={"port": self.metrics_port})
+        return server
+
+    async def check_retention(self, db: Database) -> None:
+        """Refuse a start that could decide or count a record twice; then, if Kafka forgot
+        the statistics' offsets, put them back from the database (``infra.retention``)."""
+        from infra.retention import check_retention
+
+        await check_retention(self.settings, db, self.parts)
+        if "statistics" in self.parts:
+            from consumers.statistics import resume_positions
+
+            await resume_positions(self.settings, db)
+
+
+def _state(task: asyncio.Task[None], ready: asyncio.Event) -> str:
+    if task.done():
+        failed = not task.cancelled() and task.exception() is not None
+        return "failed" if failed else "stopped"
+    return "running" if ready.is_set() else "starting"
+
+
+async def sample(
+    settings: Settings,
+    loops: list[EffectivelyOnceLoop],
+    db: Database | None,
+    health: Health,
+    stop: asyncio.Event,
+) -> None:
+    """Every ``metrics_interval_s``: ask the broker (a metadata request per consumer),
+    the lag of each assigned partition, and the outbox backlog (where the relay runs).
+
+    Off the hot loop: the consume loop only exposes its consumer."""
+    for loop in loops:
+        health.expect(loop.handler.name)
+    shown: set[tuple[str, str, str]] = set()
+    while not stop.is_set():
+        seen: set[tuple[str, str, str]] = set()
+        for loop in loops:
+            seen |= await _sample_consumer(settings, loop, health)
+        for labels in shown - seen:  # partitions no longer ours
+            CONSUMER_LAG.remove(*labels)
+        shown = seen
+        if db is not None:
+            try:
+                set_outbox_backlog(await db.outbox_backlog())
+            except Exception as error:  # a database hiccup: the next sample tries again
+                log.warning("outbox backlog not sampled", extra={"error": str(error)[:200]})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.metrics_interval_s)
+
+
+async def _sample_consumer(
+    settings: Settings, loop: EffectivelyOnceLoop, health: Health
+) -> set[tuple[str, str, str]]:
+    consumer = loop.consumer
+    if consumer is None:
+        return set()
+    try:
+        await asyncio.wait_for(consumer.topics(), timeout=min(5.0, settings.health_stale_s))
+    except Exception as error:  # unreachable: /health turns 503 after health_stale_s
+        log.debug("broker did not answer", extra={"error": str(error)[:200]})
+    else:
+        health.broker_answered(loop.handler.name)
+    labels: set[tuple[str, str, str]] = set()
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:  # nothing fetched yet
+            continue
+        try:
+            position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+        except Exception:  # revoked meanwhile, or being reset: the next sample
+            continue
+        key = (loop.options.group_id, tp.topic, str(tp.partition))
+        CONSUMER_LAG.labels(*key).set(max(0, highwater - position))
+        labels.add(key)
+    return labels
 
 
 async def report_metrics(stop: asyncio.Event, every_s: float = 30.0) -> None:

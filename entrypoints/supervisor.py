@@ -50,16 +50,29 @@ def _prepare_child(niceness: int) -> Callable[[], None]:
     return prepare
 
 
+def metrics_ports(base: int, children: int) -> list[int]:
+    """``SPACES_METRICS_PORT`` of each child: ``base``, ``base + 1``... (0: none serves)."""
+    return [base + index if base else 0 for index in range(children)]
+
+
 def supervise(
     groups: Sequence[tuple[str, ...]],
     log_level: str,
     grace_s: float = 60.0,
     niceness: Mapping[str, int] | None = None,
+    metrics_port: int | None = None,
 ) -> int:
     """Run each group as a child ``spaces run --only``; returns the exit code.
 
-    ``niceness`` lowers the CPU priority of the children that run a part it names.
+    ``niceness`` lowers the CPU priority of the children that run a part it names. Child
+    ``i`` serves ``/health`` and ``/metrics`` on ``metrics_port + i`` (default: the
+    ``SPACES_METRICS_PORT`` setting), so the two children of ``ROLES`` never clash.
     """
+    if metrics_port is None:
+        from infra.settings import Settings
+
+        metrics_port = Settings().metrics_port
+    ports = metrics_ports(metrics_port, len(groups))
     stopping = False
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -70,15 +83,18 @@ def supervise(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     children: dict[str, subprocess.Popen[bytes]] = {}
-    for group in groups:
+    for group, port in zip(groups, ports, strict=True):
         name = ",".join(group)
         nice = max((niceness or {}).get(part, 0) for part in group)
         children[name] = subprocess.Popen(
             [sys.executable, "-m", "entrypoints.cli", "run", "--only", name],
-            env={**os.environ, "SPACES_LOG_LEVEL": log_level},
+            env={**os.environ, "SPACES_LOG_LEVEL": log_level, "SPACES_METRICS_PORT": str(port)},
             preexec_fn=_prepare_child(nice),
         )
-        log.info("started", extra={"parts": name, "pid": children[name].pid, "nice": nice})
+        log.info(
+            "started",
+            extra={"parts": name, "pid": children[name].pid, "nice": nice, "metrics_port": port},
+        )
     failed: str | None = None
     while not stopping and failed is None:
         time.sleep(0.2)

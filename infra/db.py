@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -87,6 +89,9 @@ class ProcessedInput(Base):
     partition: Mapped[int] = mapped_column(Integer)
     offset: Mapped[int] = mapped_column(BigInteger)
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """Digest of the input's content (migration 0006): the same id with other content is
+    not a re-send but a mistake, and is dead-lettered instead of skipped."""
 
 
 class BookingIdRow(Base):
@@ -103,20 +108,45 @@ class BookingIdRow(Base):
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+def new_outbox_uid() -> str:
+    return uuid.uuid4().hex
+
+
 class OutboxRow(Base):
-    """A message to publish, written in the same transaction as the state it reports."""
+    """A message to publish, written in the same transaction as the state it reports.
+
+    ``id`` orders the rows; ``uid`` names one row forever (an integer id comes back after
+    a reset or a restore), and it is what the relay's recovery looks for in the topics.
+    """
 
     __tablename__ = "outbox"
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
+    uid: Mapped[str] = mapped_column(String(32), default=new_outbox_uid)
     topic: Mapped[str] = mapped_column(String(249))
     key: Mapped[str | None] = mapped_column(String(300), nullable=True)
     value: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    __table_args__ = (Index("ix_outbox_unpublished", "published", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "published", "id"),
+        Index("ix_outbox_uid", "uid", unique=True),
+        {"sqlite_autoincrement": True},
+    )
     published: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class OutboxIdentity(Base):
+    """One row, created once by migration 0005: this outbox's Kafka ``transactional.id``.
+
+    Every relay of this database uses it, so the one taking over fences the one before.
+    """
+
+    __tablename__ = "outbox_identity"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    transactional_id: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class UsageStateRow(Base):
@@ -139,6 +169,38 @@ class UsageMonthlyRow(Base):
     month: Mapped[str] = mapped_column(String(7), index=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
     final: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MonthCloseRow(Base):
+    """How far each usage scope's months are closed, and when its next month ends.
+
+    The month close reads only the rows whose ``next_close_at`` has passed (and the
+    scopes without a row), so running it every few minutes costs one small query.
+    """
+
+    __tablename__ = "usage_month_close"
+    scope_id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    closed_through: Mapped[str] = mapped_column(String(7))
+    """The last local month closed (``YYYY-MM``): every month up to it is final."""
+    next_close_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    """When the month after ``closed_through`` ends in the scope's time zone(s)."""
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConsumerPositionRow(Base):
+    """Where a consumer group is in each partition, committed with what it decided there.
+
+    Kafka forgets a group's offsets after it has been away for ``offsets.retention.minutes``;
+    the group then starts over from the earliest record kept, beyond its id memory. The
+    statistics resume from these positions instead (``decisions`` is kept forever).
+    """
+
+    __tablename__ = "consumer_positions"
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(249), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -227,6 +289,7 @@ class PendingMessage(NamedTuple):
     """An outbox row not yet published."""
 
     id: int
+    uid: str
     topic: str
     key: str | None
     value: str
@@ -260,6 +323,8 @@ class UnitOfWork:
         self._outbox: list[dict[str, Any]] = []
         self._states: list[tuple[type[RoomRow] | type[UsageStateRow], list[dict[str, Any]]]] = []
         self._usage: list[dict[str, Any]] = []
+        self._closes: list[dict[str, Any]] = []
+        self._positions: list[dict[str, Any]] = []
         self._objects: list[Base] = []
         self.published = 0
         """Outbox rows this unit of work added."""
@@ -267,17 +332,45 @@ class UnitOfWork:
     async def already_processed(self, event_ids: Iterable[str]) -> set[str]:
         ids = list(event_ids)
         found: set[str] = set()
+        # Core columns, not ORM attributes: the ORM's row loading cost more than the query.
+        processed = _table(ProcessedInput).c
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows = await self.session.scalars(
-                select(ProcessedInput.event_id).where(
-                    ProcessedInput.consumer == self.consumer, ProcessedInput.event_id.in_(chunk)
+                select(processed.event_id).where(
+                    processed.consumer == self.consumer, processed.event_id.in_(chunk)
                 )
             )
             found.update(rows)
         return found
 
-    def mark_processed(self, event_id: str, topic: str, partition: int, offset: int) -> None:
+    async def processed_digests(
+        self, event_ids: Iterable[str]
+    ) -> dict[str, tuple[str | None, str, int, int]]:
+        """Of these ids, those decided before: (digest, topic, partition, offset). One
+        query per 500 ids, as ``already_processed``."""
+        ids = list(event_ids)
+        found: dict[str, tuple[str | None, str, int, int]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await self.session.execute(
+                select(
+                    ProcessedInput.event_id,
+                    ProcessedInput.digest,
+                    ProcessedInput.topic,
+                    ProcessedInput.partition,
+                    ProcessedInput.offset,
+                ).where(
+                    ProcessedInput.consumer == self.consumer, ProcessedInput.event_id.in_(chunk)
+                )
+            )
+            for event_id, digest, topic, partition, offset in rows:
+                found[event_id] = (digest, topic, partition, offset)
+        return found
+
+    def mark_processed(
+        self, event_id: str, topic: str, partition: int, offset: int, digest: str | None = None
+    ) -> None:
         self._processed.append(
             {
                 "consumer": self.consumer,
@@ -286,6 +379,7 @@ class UnitOfWork:
                 "partition": partition,
                 "offset": offset,
                 "processed_at": utcnow(),
+                "digest": digest,
             }
         )
 
@@ -314,6 +408,7 @@ class UnitOfWork:
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         self._outbox.append(
             {
+                "uid": new_outbox_uid(),
                 "topic": topic,
                 "key": key,
                 "value": text,
@@ -345,11 +440,12 @@ class UnitOfWork:
         guards the write); states shared by several owners (a center's) are locked.
         """
         key = _state_key(table)
+        columns = _table(table).c
         wanted = sorted(set(ids))
         found: dict[str, StoredState] = {}
         for start in range(0, len(wanted), 500):
             query = (
-                select(key, table.state, table.version)
+                select(key, columns.state, columns.version)
                 .where(key.in_(wanted[start : start + 500]))
                 .order_by(key)
             )
@@ -374,6 +470,57 @@ class UnitOfWork:
     async def upsert_usage_rows(self, rows: list[dict[str, Any]]) -> None:
         """The latest ``usage-monthly`` values, one row per key."""
         self._usage.extend(rows)
+
+    def save_month_closes(self, rows: list[dict[str, Any]]) -> None:
+        """Where each scope's months are closed through (``usage_month_close`` rows)."""
+        self._closes.extend(rows)
+
+    def save_positions(self, positions: dict[tuple[str, int], int]) -> None:
+        """The next offset to read per (topic, partition), for this unit's consumer."""
+        now = utcnow()
+        self._positions.extend(
+            {
+                "consumer": self.consumer,
+                "topic": topic,
+                "partition": partition,
+                "next_offset": offset,
+                "updated_at": now,
+            }
+            for (topic, partition), offset in sorted(positions.items())
+        )
+
+    async def _write_positions(self, session: AsyncSession) -> None:
+        if not self._positions:
+            return
+        insert = sqlite_insert if self._sqlite else postgresql_insert
+        columns = _table(ConsumerPositionRow).c
+        statement = insert(_table(ConsumerPositionRow))
+        statement = statement.on_conflict_do_update(
+            index_elements=["consumer", "topic", "partition"],
+            set_={
+                "next_offset": statement.excluded.next_offset,
+                "updated_at": statement.excluded.updated_at,
+            },
+            # A zombie's late batch never moves a position back.
+            where=columns.next_offset < statement.excluded.next_offset,
+        )
+        await session.execute(statement, self._positions)
+        self._positions = []
+
+    async def _write_closes(self, session: AsyncSession) -> None:
+        if not self._closes:
+            return
+        insert = sqlite_insert if self._sqlite else postgresql_insert
+        statement = insert(_table(MonthCloseRow))
+        statement = statement.on_conflict_do_update(
+            index_elements=["scope_id"],
+            set_={
+                name: statement.excluded[name]
+                for name in ("closed_through", "next_close_at", "updated_at")
+            },
+        )
+        await session.execute(statement, self._closes)
+        self._closes = []
 
     async def _write_usage(self, session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -422,6 +569,8 @@ class UnitOfWork:
         for table, rows in self._states:
             await self._write_states(session, table, rows)
         await self._write_usage(session, self._usage)
+        await self._write_closes(session)
+        await self._write_positions(session)
         if self._processed:
             await session.execute(insert(_table(ProcessedInput)), self._processed)
         if self._booking_ids:
@@ -562,12 +711,33 @@ class Database:
     async def unpublished(self, limit: int) -> list[PendingMessage]:
         async with self.read_session() as session:
             rows = await session.execute(
-                select(OutboxRow.id, OutboxRow.topic, OutboxRow.key, OutboxRow.value)
+                select(OutboxRow.id, OutboxRow.uid, OutboxRow.topic, OutboxRow.key, OutboxRow.value)
                 .where(OutboxRow.published.is_(False))
                 .order_by(OutboxRow.id)
                 .limit(limit)
             )
             return [PendingMessage(*row) for row in rows]
+
+    async def outbox_backlog(self, cap: int = 100_000) -> int:
+        """Outbox rows not published yet, counted up to ``cap`` (the ``/metrics`` gauge).
+
+        Reads only ``ix_outbox_unpublished``; the cap keeps a sample cheap however far
+        the relay is behind."""
+        async with self.read_session() as session:
+            pending = (
+                select(OutboxRow.id).where(OutboxRow.published.is_(False)).limit(cap).subquery()
+            )
+            return int(await session.scalar(select(text("count(*)")).select_from(pending)) or 0)
+
+    async def outbox_transactional_id(self) -> str:
+        """The ``transactional.id`` of this outbox (see ``OutboxIdentity``)."""
+        async with self.read_session() as session:
+            found = await session.scalar(
+                select(OutboxIdentity.transactional_id).where(OutboxIdentity.id == 1)
+            )
+        if found is None:
+            raise RuntimeError("outbox_identity is empty: run the migrations (0005)")
+        return found
 
     @asynccontextmanager
     async def exclusive(
@@ -612,7 +782,9 @@ class Database:
             try:
                 yield True
             finally:
-                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                # The connection may be the reason we stop (it dropped, and the lock with it).
+                with suppress(DBAPIError):
+                    await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
 
     async def prune(self, now: datetime) -> tuple[int, int]:
         """Forget consumed ids and published outbox rows past their retention.

@@ -43,6 +43,40 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
+TRANSACTION_TIMEOUT_MS = 10000
+"""A relay's transaction lasts milliseconds; one left open by a dead relay that nobody takes
+over holds back read_committed readers until the coordinator aborts it (this, plus up to
+the broker's 10 s cleanup interval), so it is short."""
+
+
+def make_transactional_producer(
+    settings: Settings, transactional_id: str, **overrides: Any
+) -> AIOKafkaProducer:
+    """``make_producer`` with a ``transactional.id``: starting it fences any producer that
+    used the same id before (its open transaction is aborted, its next write refused)."""
+    options: dict[str, Any] = {
+        "transactional_id": transactional_id,
+        "transaction_timeout_ms": TRANSACTION_TIMEOUT_MS,
+    }
+    options.update(overrides)
+    return make_producer(settings, **options)
+
+
+def make_reader(settings: Settings, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer outside any group, assigned by hand, reading committed records only.
+
+    Output topics are written in transactions: a reader that also took uncommitted
+    records would see the aborted writes of a relay that crashed or was fenced.
+    """
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap,
+        "enable_auto_commit": False,
+        "isolation_level": "read_committed",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(**options)
+
+
 def make_group_consumer(
     settings: Settings, group_id: str, topics: tuple[str, ...], **overrides: Any
 ) -> AIOKafkaConsumer:

@@ -8,6 +8,13 @@ consumer groups, transactions), not a fake. The broker jars are fetched once thr
 When ``settings.kafka_bootstrap`` is set we never start anything: we only wait for that
 cluster and make sure the topics exist.
 
+``brokers=3`` (``spaces infra up --brokers 3``) runs a three-node KRaft cluster instead, each
+node a broker and a controller, on ports ``kafka_port + 10 * i`` (and the controller ports
+alike) with its storage under ``settings.home / "kafka-cluster" / "node-<n>"``. Its topics are
+replicated three times with ``min.insync.replicas=2``, so with the producers' ``acks=all`` one
+node may die without losing an acknowledged record or stopping writes (``make chaos
+BROKERS=3`` kills one mid-stream).
+
 Async functions are the ones that talk to Kafka; ``up``/``down``/``info`` are thin sync
 wrappers for the CLI.
 """
@@ -90,6 +97,23 @@ class BrokerInfo:
     topics_created: tuple[str, ...] = ()
     log_file: Path | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    brokers: int = 1
+    pids: tuple[int, ...] = ()  # every node's pid, in node order (a cluster has several)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node of the local cluster: a broker and a KRaft controller in one JVM."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    paths: BrokerPaths
+
+
+CLUSTER_DIR = "kafka-cluster"
+CLUSTER_PORT_STEP = 10
+"""Node ``n`` of a cluster listens on ``kafka_port + 10 * (n - 1)`` (controller alike)."""
 
 
 # --------------------------------------------------------------------------- paths & rendering
@@ -97,7 +121,52 @@ class BrokerInfo:
 
 def broker_paths(settings: Settings) -> BrokerPaths:
     """Absolute paths, because the JVM and the properties files must not depend on the cwd."""
-    root = (settings.home / "kafka").resolve()
+    return _paths_under((settings.home / "kafka").resolve())
+
+
+def cluster_nodes(settings: Settings, brokers: int) -> list[Node]:
+    """The nodes of a local cluster of ``brokers``; one broker is the single-node layout."""
+    if brokers < 1:
+        raise BrokerError(f"a cluster needs at least one broker, not {brokers}")
+    if brokers == 1:
+        return [
+            Node(1, settings.kafka_port, settings.kafka_controller_port, broker_paths(settings))
+        ]
+    root = (settings.home / CLUSTER_DIR).resolve()
+    nodes = [
+        Node(
+            n,
+            settings.kafka_port + CLUSTER_PORT_STEP * (n - 1),
+            settings.kafka_controller_port + CLUSTER_PORT_STEP * (n - 1),
+            _paths_under(root / f"node-{n}"),
+        )
+        for n in range(1, brokers + 1)
+    ]
+    ports = [port for node in nodes for port in (node.port, node.controller_port)]
+    if len(set(ports)) != len(ports):
+        raise BrokerError(
+            f"the {brokers} nodes' ports {ports} overlap: node n uses SPACES_KAFKA_PORT and "
+            f"SPACES_KAFKA_CONTROLLER_PORT + {CLUSTER_PORT_STEP} * (n - 1); choose ports "
+            "further apart"
+        )
+    return nodes
+
+
+def cluster_bootstrap(settings: Settings, brokers: int) -> str:
+    """Every node's address: a client that starts while one node is down still connects."""
+    if settings.uses_external_kafka:
+        return settings.bootstrap
+    return ",".join(f"127.0.0.1:{node.port}" for node in cluster_nodes(settings, brokers))
+
+
+def replication_for(brokers: int) -> tuple[int, int]:
+    """(replication factor, ``min.insync.replicas``) of the topics on ``brokers`` nodes:
+    three copies, two of which must have a record before it is acknowledged."""
+    factor = min(brokers, 3)
+    return factor, 2 if factor >= 3 else 1
+
+
+def _paths_under(root: Path) -> BrokerPaths:
     return BrokerPaths(
         root=root,
         data=root / "data",
@@ -110,8 +179,14 @@ def broker_paths(settings: Settings) -> BrokerPaths:
     )
 
 
-def render_server_properties(settings: Settings) -> str:
-    """Single-node KRaft config; replication factors of 1 because there is one broker."""
+def render_server_properties(settings: Settings, brokers: int = 1, node_id: int = 1) -> str:
+    """Single-node KRaft config; replication factors of 1 because there is one broker.
+
+    With ``brokers`` > 1, the config of node ``node_id`` of that cluster
+    (:func:`render_cluster_properties`).
+    """
+    if brokers > 1:
+        return render_cluster_properties(settings, brokers, node_id)
     p = broker_paths(settings)
     host = "127.0.0.1"
     port, cport = settings.kafka_port, settings.kafka_controller_port
@@ -137,9 +212,52 @@ def render_server_properties(settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_cluster_properties(settings: Settings, brokers: int, node_id: int) -> str:
+    """Node ``node_id`` of a KRaft cluster of ``brokers`` combined broker+controller nodes.
+
+    A static quorum (``controller.quorum.voters``) of every node, so the storage is formatted
+    without ``--standalone``; every topic, the internal ones too, is replicated
+    (:func:`replication_for`) so one node may die.
+    """
+    nodes = cluster_nodes(settings, brokers)
+    node = next((n for n in nodes if n.node_id == node_id), None)
+    if node is None:
+        raise BrokerError(f"node {node_id} is not one of the {brokers} nodes")
+    host = "127.0.0.1"
+    factor, min_isr = replication_for(brokers)
+    voters = ",".join(f"{n.node_id}@{host}:{n.controller_port}" for n in nodes)
+    lines = [
+        "# Written by infra/kafka_local.py; regenerated on every start.",
+        "process.roles=broker,controller",
+        f"node.id={node.node_id}",
+        f"controller.quorum.voters={voters}",
+        f"listeners=PLAINTEXT://{host}:{node.port},CONTROLLER://{host}:{node.controller_port}",
+        f"advertised.listeners=PLAINTEXT://{host}:{node.port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"log.dirs={node.paths.data.as_posix()}",
+        "num.partitions=1",
+        f"default.replication.factor={factor}",
+        f"min.insync.replicas={min_isr}",
+        "unclean.leader.election.enable=false",
+        f"offsets.topic.replication.factor={factor}",
+        f"transaction.state.log.replication.factor={factor}",
+        f"transaction.state.log.min.isr={min_isr}",
+        f"share.coordinator.state.topic.replication.factor={factor}",
+        f"share.coordinator.state.topic.min.isr={min_isr}",
+        "group.initial.rebalance.delay.ms=0",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def render_log4j2_properties(settings: Settings) -> str:
     """Send the broker's own logging to one file; it is truncated per start so tails are fresh."""
-    log_file = broker_paths(settings).broker_log.as_posix()
+    return _render_log4j2(broker_paths(settings))
+
+
+def _render_log4j2(paths: BrokerPaths) -> str:
+    log_file = paths.broker_log.as_posix()
     lines = [
         "status = warn",
         "name = community-spaces-kafka",
@@ -265,8 +383,38 @@ def _read_pid(pid_file: Path) -> int | None:
 
 
 def _running_pid(settings: Settings) -> int | None:
-    pid = _read_pid(broker_paths(settings).pid_file)
+    return _node_pid(broker_paths(settings))
+
+
+def _node_pid(paths: BrokerPaths) -> int | None:
+    pid = _read_pid(paths.pid_file)
     return pid if pid is not None and _is_broker_pid(pid) else None
+
+
+def node_pid(settings: Settings, brokers: int = 1, node_id: int = 1) -> int | None:
+    """The pid of a running node of the local cluster (of the single broker: node 1)."""
+    for node in cluster_nodes(settings, brokers):
+        if node.node_id == node_id:
+            return _node_pid(node.paths)
+    raise BrokerError(f"node {node_id} is not one of the {brokers} nodes")
+
+
+def kill_node(settings: Settings, brokers: int = 1, node_id: int = 1) -> int | None:
+    """SIGKILL one node (a crash: no controlled shutdown); returns its pid, None if it was
+    not running. ``start`` starts it again on the same storage."""
+    pid = node_pid(settings, brokers, node_id)
+    if pid is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        child.wait(timeout=30)
+    else:
+        deadline = time.monotonic() + 30
+        while _is_broker_pid(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return pid
 
 
 @contextlib.contextmanager
@@ -399,10 +547,16 @@ def ensure_jars(settings: Settings) -> Path:
 
 def write_configs(settings: Settings) -> BrokerPaths:
     """(Re)write both properties files so port/heap changes in settings take effect."""
-    p = broker_paths(settings)
+    return _write_node_configs(settings, 1, cluster_nodes(settings, 1)[0])
+
+
+def _write_node_configs(settings: Settings, brokers: int, node: Node) -> BrokerPaths:
+    p = node.paths
     p.root.mkdir(parents=True, exist_ok=True)
-    p.server_properties.write_text(render_server_properties(settings), encoding="utf-8")
-    p.log4j_properties.write_text(render_log4j2_properties(settings), encoding="utf-8")
+    p.server_properties.write_text(
+        render_server_properties(settings, brokers, node.node_id), encoding="utf-8"
+    )
+    p.log4j_properties.write_text(_render_log4j2(p), encoding="utf-8")
     return p
 
 
@@ -415,6 +569,44 @@ def format_storage(settings: Settings, jars: Path) -> bool:
     p = write_configs(settings)
     if (p.data / "meta.properties").is_file():
         return False
+    _format(p, jars, new_cluster_id(), standalone=True)
+    return True
+
+
+def format_cluster(settings: Settings, brokers: int, jars: Path) -> bool:
+    """Write every node's configs and format the nodes not formatted yet; True if any was.
+
+    All nodes share one cluster id: a node formatted before (the cluster ran already, and
+    one node's storage was lost, say) lends its id to the others.
+    """
+    nodes = cluster_nodes(settings, brokers)
+    for node in nodes:
+        _write_node_configs(settings, brokers, node)
+    existing = [_cluster_id_of(node.paths) for node in nodes]
+    missing = [node for node, cid in zip(nodes, existing, strict=True) if cid is None]
+    if not missing:
+        return False
+    cluster_id = next((cid for cid in existing if cid is not None), None) or new_cluster_id()
+    for node in missing:
+        _format(node.paths, jars, cluster_id, standalone=False)
+    return True
+
+
+def _cluster_id_of(paths: BrokerPaths) -> str | None:
+    try:
+        text = (paths.data / "meta.properties").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id" and value.strip():
+            return value.strip()
+    return None
+
+
+def _format(p: BrokerPaths, jars: Path, cluster_id: str, *, standalone: bool) -> None:
+    """Run the StorageTool on one node; ``standalone`` for a quorum of this node alone (a
+    cluster's static quorum is in its properties)."""
     if p.data.exists():
         shutil.rmtree(p.data)  # no meta.properties: a half-finished format, unusable anyway
     cmd = [
@@ -426,11 +618,12 @@ def format_storage(settings: Settings, jars: Path) -> bool:
         _STORAGE_TOOL,
         "format",
         "-t",
-        new_cluster_id(),
+        cluster_id,
         "-c",
         str(p.server_properties),
-        "--standalone",
     ]
+    if standalone:
+        cmd.append("--standalone")
     try:
         proc = subprocess.run(
             cmd,
@@ -449,12 +642,14 @@ def format_storage(settings: Settings, jars: Path) -> bool:
             f"formatting Kafka storage in {p.data} failed (exit {proc.returncode}):\n"
             f"{_text_tail(proc.stdout)}"
         )
-    return True
 
 
 def _launch(settings: Settings, jars: Path) -> subprocess.Popen[bytes]:
+    return _launch_node(settings, broker_paths(settings), jars)
+
+
+def _launch_node(settings: Settings, p: BrokerPaths, jars: Path) -> subprocess.Popen[bytes]:
     """Start the JVM in its own session so Ctrl-C in the CLI or test runner doesn't kill it."""
-    p = broker_paths(settings)
     cmd = [
         _java(),
         f"-Xmx{settings.kafka_heap}",
@@ -480,13 +675,15 @@ def _launch(settings: Settings, jars: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _failure_report(settings: Settings, headline: str) -> str:
-    p = broker_paths(settings)
-    return (
-        f"{headline}\n"
-        f"--- last {TAIL_LINES} lines of {p.broker_log} ---\n{_tail(p.broker_log)}\n"
-        f"--- last {TAIL_LINES} lines of {p.stdout_log} ---\n{_tail(p.stdout_log)}"
-    )
+def _failure_report(settings: Settings, headline: str, brokers: int = 1) -> str:
+    parts = [headline]
+    for node in cluster_nodes(settings, brokers):
+        p = node.paths
+        parts.append(
+            f"--- last {TAIL_LINES} lines of {p.broker_log} ---\n{_tail(p.broker_log)}\n"
+            f"--- last {TAIL_LINES} lines of {p.stdout_log} ---\n{_tail(p.stdout_log)}"
+        )
+    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------- talking to Kafka
@@ -577,26 +774,45 @@ async def topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str
     return result
 
 
-async def ensure_topics(settings: Settings, timeout_s: float = TOPICS_TIMEOUT_S) -> list[str]:
+def topic_settings(
+    settings: Settings, replication: int = 1, min_insync: int | None = None
+) -> dict[str, NewTopic]:
+    """The contract's topics as created: compacted ones with ``cleanup.policy=compact``; on
+    a cluster ``replication`` copies, ``min_insync`` of which acknowledge a write."""
+    compacted = set(settings.topics.compacted)
+    wanted: dict[str, NewTopic] = {}
+    for name in settings.topics.all():
+        configs: dict[str, str] = {}
+        if name in compacted:
+            configs["cleanup.policy"] = "compact"
+        if name == settings.topics.decisions:  # the log of record: `spaces replay` reads it all
+            configs["retention.ms"] = str(settings.decisions_retention_ms)
+        if min_insync is not None:
+            configs["min.insync.replicas"] = str(min_insync)
+        wanted[name] = NewTopic(
+            name, settings.partitions, replication, topic_configs=configs or None
+        )
+    return wanted
+
+
+async def ensure_topics(
+    settings: Settings,
+    timeout_s: float = TOPICS_TIMEOUT_S,
+    replication: int = 1,
+    min_insync: int | None = None,
+    bootstrap: str | None = None,
+) -> list[str]:
     """Create the contract's topics (compacted ones with cleanup.policy=compact); return new ones.
 
     Why retries: right after boot the controller may not have the broker registered yet and
     answers INVALID_REPLICATION_FACTOR ("only 0 brokers"); that is transient, not a mistake.
-    Existing topics are left alone (TopicAlreadyExists is success).
+    Existing topics are left alone (TopicAlreadyExists is success). ``replication`` and
+    ``min_insync`` are for a cluster (:func:`replication_for`); ``bootstrap`` its nodes.
     """
-    compacted = set(settings.topics.compacted)
-    wanted = {
-        name: NewTopic(
-            name,
-            settings.partitions,
-            1,
-            topic_configs={"cleanup.policy": "compact"} if name in compacted else None,
-        )
-        for name in settings.topics.all()
-    }
+    wanted = topic_settings(settings, replication, min_insync)
     deadline = time.monotonic() + timeout_s
     created: list[str] = []
-    admin = _admin(settings.bootstrap)
+    admin = _admin(bootstrap or settings.bootstrap)
     try:
         await admin.start()
         pending = list(wanted)
@@ -670,12 +886,19 @@ def _partitions(topic: dict[str, Any]) -> list[tuple[int, int, int]]:
 # --------------------------------------------------------------------------- lifecycle
 
 
-async def start(settings: Settings) -> BrokerInfo:
-    """Make a broker available at ``settings.bootstrap`` with all topics; idempotent."""
+async def start(settings: Settings, brokers: int = 1) -> BrokerInfo:
+    """Make a broker available at ``settings.bootstrap`` with all topics; idempotent.
+
+    ``brokers`` > 1: a local KRaft cluster of that many nodes (:func:`start_cluster`); on an
+    external cluster, topics replicated as on one (:func:`replication_for`).
+    """
     t0 = time.monotonic()
     if settings.uses_external_kafka:
         await wait_reachable(settings.bootstrap, START_TIMEOUT_S)
-        created = await ensure_topics(settings)
+        factor, min_isr = replication_for(brokers)
+        created = await ensure_topics(
+            settings, replication=factor, min_insync=min_isr if brokers > 1 else None
+        )
         return BrokerInfo(
             bootstrap=settings.bootstrap,
             external=True,
@@ -687,6 +910,8 @@ async def start(settings: Settings) -> BrokerInfo:
             notes=("external Kafka: nothing started",),
         )
 
+    if brokers > 1:
+        return await start_cluster(settings, brokers)
     p = broker_paths(settings)
     p.root.mkdir(parents=True, exist_ok=True)
     lock = _file_lock(p.lock_file)
@@ -754,6 +979,118 @@ async def start(settings: Settings) -> BrokerInfo:
         lock.__exit__(None, None, None)
 
 
+async def start_cluster(settings: Settings, brokers: int) -> BrokerInfo:
+    """Start the nodes of the local cluster that are not running; wait for all; topics.
+
+    Idempotent like :func:`start`, and the way to bring back a node that died: the nodes
+    still running are left alone and the missing one starts on its storage. Every node
+    must be up before this returns, so that topics (and the consumer offsets topic, created
+    on first use) get all their replicas.
+    """
+    t0 = time.monotonic()
+    nodes = cluster_nodes(settings, brokers)
+    bootstrap = cluster_bootstrap(settings, brokers)
+    root = (settings.home / CLUSTER_DIR).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    lock = _file_lock(root / ".lock")
+    await asyncio.to_thread(lock.__enter__)
+    launched: list[subprocess.Popen[bytes]] = []
+    try:
+        running = {node.node_id: _node_pid(node.paths) for node in nodes}
+        missing = [node for node in nodes if running[node.node_id] is None]
+        formatted = False
+        launched_at = time.monotonic()
+        if missing:
+            for node in missing:
+                node.paths.pid_file.unlink(missing_ok=True)  # stale
+                for port in (node.port, node.controller_port):
+                    if not port_is_free(port):
+                        raise BrokerError(
+                            f"port {port} of node {node.node_id} is taken by another process; "
+                            "stop it or choose other ports (SPACES_KAFKA_PORT / "
+                            "SPACES_KAFKA_CONTROLLER_PORT)"
+                        )
+            jars = await asyncio.to_thread(ensure_jars, settings)
+            formatted = await asyncio.to_thread(format_cluster, settings, brokers, jars)
+            launched_at = time.monotonic()
+            for node in missing:
+                launched.append(_launch_node(settings, node.paths, jars))
+                running[node.node_id] = launched[-1].pid
+        pids = [pid for pid in running.values() if pid is not None]
+
+        def alive() -> bool:
+            return all(_is_broker_pid(pid) for pid in pids)
+
+        try:
+            # Each node started now answers on its own port (the cluster's metadata may
+            # still list a node that died a moment ago), then all are registered.
+            for node in missing:
+                await wait_reachable(f"127.0.0.1:{node.port}", START_TIMEOUT_S, alive)
+            await wait_brokers(bootstrap, brokers, START_TIMEOUT_S, alive)
+        except BrokerError as exc:
+            for proc in launched:
+                if proc.poll() is None:
+                    _terminate(proc.pid, STOP_TIMEOUT_S)
+                _CHILDREN.pop(proc.pid, None)
+            for node in missing:
+                node.paths.pid_file.unlink(missing_ok=True)
+            raise BrokerError(
+                _failure_report(settings, f"the Kafka cluster failed to start ({exc})", brokers)
+            ) from exc
+        start_seconds = time.monotonic() - launched_at if missing else 0.0
+        factor, min_isr = replication_for(brokers)
+        created = await ensure_topics(
+            settings, replication=factor, min_insync=min_isr, bootstrap=bootstrap
+        )
+    finally:
+        lock.__exit__(None, None, None)
+    if not missing:
+        notes: tuple[str, ...] = ("already running",)
+    else:
+        started_ids = ", ".join(str(node.node_id) for node in missing)
+        storage = "formatted new storage" if formatted else "reused existing storage"
+        notes = (f"started node(s) {started_ids}", storage)
+    return BrokerInfo(
+        bootstrap=bootstrap,
+        external=False,
+        pid=running[1],
+        started=bool(missing),
+        start_seconds=start_seconds,
+        total_seconds=time.monotonic() - t0,
+        topics_created=tuple(created),
+        log_file=nodes[0].paths.broker_log,
+        notes=notes,
+        brokers=brokers,
+        pids=tuple(pid for pid in running.values() if pid is not None),
+    )
+
+
+async def wait_brokers(
+    bootstrap: str,
+    count: int,
+    timeout_s: float = START_TIMEOUT_S,
+    alive: Callable[[], bool] | None = None,
+) -> float:
+    """Poll until the cluster reports ``count`` brokers; return seconds waited."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    seen = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BrokerError(
+                f"the cluster at {bootstrap} reported {seen} of {count} brokers "
+                f"within {timeout_s:.0f}s"
+            )
+        await wait_reachable(bootstrap, remaining, alive)
+        with _quiet_aiokafka(), contextlib.suppress(Exception):
+            cluster = await probe(bootstrap, timeout_s=max(0.5, min(5.0, remaining)))
+            seen = len(cluster.get("brokers") or [])
+            if seen >= count:
+                return time.monotonic() - started
+        await asyncio.sleep(0.2)
+
+
 def _terminate(pid: int, timeout: float) -> bool:
     """SIGTERM (Kafka shuts down cleanly), poll, then SIGKILL; True if it needed the kill."""
     child = _CHILDREN.get(pid)
@@ -782,25 +1119,77 @@ def _terminate(pid: int, timeout: float) -> bool:
 
 
 def stop(settings: Settings) -> str:
-    """Stop the local broker if we started one; returns what happened, for the CLI to print."""
+    """Stop the local broker, or the local cluster's nodes, if we started them; returns what
+    happened, for the CLI to print."""
     if settings.uses_external_kafka:
         return f"external Kafka at {settings.bootstrap}: nothing to stop"
+    cluster = _stop_cluster(settings)
     p = broker_paths(settings)
     if not p.root.exists():
-        return "local Kafka is not running (never started here)"
+        return cluster or "local Kafka is not running (never started here)"
     with _file_lock(p.lock_file):
         pid = _read_pid(p.pid_file)
         if pid is None or not _is_broker_pid(pid):
             p.pid_file.unlink(missing_ok=True)
-            return "local Kafka is not running"
+            return cluster or "local Kafka is not running"
         killed = _terminate(pid, STOP_TIMEOUT_S)
         p.pid_file.unlink(missing_ok=True)
     how = f"killed after {STOP_TIMEOUT_S:.0f}s without exiting" if killed else "stopped"
-    return f"local Kafka (pid {pid}) {how}"
+    single = f"local Kafka (pid {pid}) {how}"
+    return f"{single}; {cluster}" if cluster else single
+
+
+def _cluster_on_disk(settings: Settings) -> list[Node]:
+    """The nodes of the local cluster whose directories exist (however many it was run with)."""
+    root = (settings.home / CLUSTER_DIR).resolve()
+    ids = sorted(
+        int(entry.name.removeprefix("node-"))
+        for entry in (root.iterdir() if root.is_dir() else ())
+        if entry.is_dir() and re.fullmatch(r"node-[0-9]+", entry.name)
+    )
+    if not ids:
+        return []
+    brokers = max(ids)
+    if brokers < 2:
+        return []
+    return [node for node in cluster_nodes(settings, brokers) if node.node_id in ids]
+
+
+def _stop_cluster(settings: Settings) -> str:
+    """SIGTERM every running node at once (one by one, the last ones would wait for a quorum
+    that is gone), then wait for each; '' when no node was running."""
+    nodes = _cluster_on_disk(settings)
+    if not nodes:
+        return ""
+    with _file_lock((settings.home / CLUSTER_DIR).resolve() / ".lock"):
+        pids = {node.node_id: _node_pid(node.paths) for node in nodes}
+        for node in nodes:
+            pid = pids[node.node_id]
+            if pid is None:
+                node.paths.pid_file.unlink(missing_ok=True)
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        stopped = []
+        for node in nodes:
+            pid = pids[node.node_id]
+            if pid is None:
+                continue
+            killed = _terminate(pid, STOP_TIMEOUT_S)
+            node.paths.pid_file.unlink(missing_ok=True)
+            how = "killed" if killed else "stopped"
+            stopped.append(f"node {node.node_id} (pid {pid}) {how}")
+    if not stopped:
+        return ""
+    return "local Kafka cluster: " + ", ".join(stopped)
 
 
 async def status(settings: Settings) -> dict[str, Any]:
-    """Snapshot for a `status` command: up?, where, and each topic's partition count."""
+    """Snapshot for a `status` command: up?, where, and each topic's partition count.
+
+    When the single broker is not running but nodes of a local cluster are, it describes
+    the cluster (``nodes``: each node's id, port and pid).
+    """
     p = broker_paths(settings)
     external = settings.uses_external_kafka
     pid = None if external else _running_pid(settings)
@@ -815,12 +1204,29 @@ async def status(settings: Settings) -> dict[str, Any]:
         "home": None if external else str(p.root),
         "log": None if external else str(p.broker_log),
     }
+    bootstrap = settings.bootstrap
     if not external and pid is None:
-        return result
+        nodes = _cluster_on_disk(settings)
+        pids = {node.node_id: _node_pid(node.paths) for node in nodes}
+        running = [node for node in nodes if pids[node.node_id] is not None]
+        if not running:
+            return result
+        bootstrap = ",".join(f"127.0.0.1:{node.port}" for node in nodes)
+        result.update(
+            mode="local cluster",
+            bootstrap=bootstrap,
+            pid=pids[running[0].node_id],
+            home=str(running[0].paths.root.parent),
+            log=str(running[0].paths.broker_log),
+            nodes=[
+                {"node": node.node_id, "port": node.port, "pid": pids[node.node_id]}
+                for node in nodes
+            ],
+        )
     try:
         with _quiet_aiokafka():
-            await probe(settings.bootstrap, timeout_s=5.0)
-            result["topics"] = await describe_topics(settings.bootstrap)
+            await probe(bootstrap, timeout_s=5.0)
+            result["topics"] = await describe_topics(bootstrap)
         result["reachable"] = True
     except Exception as exc:
         result["error"] = repr(exc)
@@ -831,9 +1237,9 @@ async def status(settings: Settings) -> dict[str, Any]:
 # --------------------------------------------------------------------------- sync wrappers
 
 
-def up(settings: Settings) -> BrokerInfo:
+def up(settings: Settings, brokers: int = 1) -> BrokerInfo:
     """Sync entry point for the CLI: start (or reuse) the broker and ensure topics."""
-    return asyncio.run(start(settings))
+    return asyncio.run(start(settings, brokers))
 
 
 def down(settings: Settings) -> str:

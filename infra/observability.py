@@ -1,4 +1,5 @@
-"""Structured logs (one JSON object per line) and the counters an operator watches.
+"""Structured logs (one JSON object per line), the counters an operator watches, and the
+``/health`` and ``/metrics`` endpoint of each service process.
 
 The service logs JSON for machines (``configure_logging``); the ``spaces`` commands a person
 runs log plain ``level: message`` lines and only what is worth a person's attention
@@ -8,14 +9,33 @@ ready yet while a process starts (``StartupNoise``): aiokafka retries those by i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    UnknownMetricFamily,
+)
+from prometheus_client.registry import Collector
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -175,3 +195,231 @@ class Metrics:
 
 
 METRICS = Metrics()
+
+
+# --- /health and /metrics of a service process ------------------------------------------
+#
+# ``spaces run`` serves both on ``SPACES_METRICS_PORT`` (``entrypoints/service.py``). The
+# hot loop only adds to plain counters (per decision) or observes once per batch; Prometheus
+# reads the counters when it scrapes, so no label lookup happens per record.
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+"""This process's metrics: what ``/metrics`` renders (not prometheus_client's global one,
+which FastStream's middleware of the dashboard uses)."""
+
+BATCH_RECORDS = Histogram(
+    "spaces_batch_records",
+    "Records decided per batch (one database transaction), by consumer.",
+    ["consumer"],
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000),
+    registry=REGISTRY,
+)
+BATCH_SECONDS = Histogram(
+    "spaces_batch_seconds",
+    "Seconds from taking a batch to its committed offsets, by consumer.",
+    ["consumer"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+CONSUMER_LAG = Gauge(
+    "spaces_consumer_lag",
+    "Records in Kafka not fetched yet: highwater - position, per assigned partition.",
+    ["group", "topic", "partition"],
+    registry=REGISTRY,
+)
+OUTBOX_BACKLOG = Gauge(
+    "spaces_outbox_backlog",
+    "Outbox rows written but not published yet (counted up to 100,000).",
+    registry=None,
+)
+"""Registered at its first sample (``set_outbox_backlog``): a process without the relay
+does not sample it, and should not show a backlog of 0."""
+BROKER_REACHABLE = Gauge(
+    "spaces_broker_reachable",
+    "1 when every consumer of this process heard from the broker recently, else 0.",
+    registry=REGISTRY,
+)
+_BATCH_CHILDREN: dict[str, tuple[Any, Any]] = {}
+_outbox_shown = False
+
+
+def set_outbox_backlog(rows: int) -> None:
+    global _outbox_shown
+    if not _outbox_shown:
+        REGISTRY.register(OUTBOX_BACKLOG)
+        _outbox_shown = True
+    OUTBOX_BACKLOG.set(rows)
+
+
+def observe_batch(consumer: str, records: int, seconds: float) -> None:
+    """One committed batch: its size and duration (once per batch, children cached)."""
+    children = _BATCH_CHILDREN.get(consumer)
+    if children is None:
+        children = _BATCH_CHILDREN[consumer] = (
+            BATCH_RECORDS.labels(consumer),
+            BATCH_SECONDS.labels(consumer),
+        )
+    children[0].observe(records)
+    children[1].observe(seconds)
+
+
+class DecisionCounts:
+    """Decisions by (type, reason), counted when the batch that made them commits.
+
+    ``add`` is a dict increment per decision; a batch that rolls back is decided again, so
+    what it added is ``discard`` ed, and ``commit`` moves it to the totals Prometheus reads.
+    Pending counts are kept per handler: two consumers may share the process.
+    """
+
+    def __init__(self) -> None:
+        self.totals: Counter[tuple[str, str]] = Counter()
+        self._pending: dict[int, Counter[tuple[str, str]]] = {}
+
+    def add(self, handler: object, decisions: Iterable[Any]) -> None:
+        pending = self._pending.get(id(handler))
+        if pending is None:
+            pending = self._pending[id(handler)] = Counter()
+        for decision in decisions:
+            pending[(decision.type, str(getattr(decision, "reason", None) or ""))] += 1
+
+    def commit(self, handler: object) -> None:
+        pending = self._pending.pop(id(handler), None)
+        if pending:
+            self.totals.update(pending)
+
+    def discard(self, handler: object) -> None:
+        self._pending.pop(id(handler), None)
+
+
+DECISIONS = DecisionCounts()
+
+_NOT_IN_A_NAME = re.compile(r"[^a-zA-Z0-9_]")
+
+
+class _ProcessCounters(Collector):
+    """``METRICS`` and ``DECISIONS`` as Prometheus families, read at scrape time."""
+
+    def collect(self) -> Iterator[Metric]:
+        decisions = CounterMetricFamily(
+            "spaces_decisions_by_type",
+            "Decisions the room authority committed, by type and reason ('' without one).",
+            labels=["type", "reason"],
+        )
+        for (kind, reason), count in sorted(DECISIONS.totals.items()):
+            decisions.add_metric([kind, reason], count)
+        yield decisions
+        for name, value in sorted(METRICS.counters.items()):
+            metric = "spaces_" + _NOT_IN_A_NAME.sub("_", name)
+            if metric.endswith("_total"):
+                yield CounterMetricFamily(metric[: -len("_total")], name, value=value)
+            else:
+                yield UnknownMetricFamily(metric, name, value=value)
+        for name, gauge in sorted(METRICS.gauges.items()):
+            yield GaugeMetricFamily("spaces_" + _NOT_IN_A_NAME.sub("_", name), name, value=gauge)
+
+
+REGISTRY.register(_ProcessCounters())
+ProcessCollector(registry=REGISTRY)
+
+
+class Health:
+    """What ``/health`` answers: the parts of this process, and whether the broker answered
+    its consumers within ``stale_s``.
+
+    ``parts`` says, when asked, how each part is (``starting``, ``running``, ``stopped``,
+    ``failed``). Consumers report each answer of the broker (``broker_answered``); one that
+    has not heard from it for ``stale_s`` makes the process unhealthy, and so does a part
+    that is not running.
+    """
+
+    def __init__(
+        self,
+        stale_s: float,
+        parts: Callable[[], dict[str, str]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stale_s = stale_s
+        self.parts = parts
+        self.clock = clock
+        self.answered: dict[str, float] = {}
+        """Consumer -> when the broker last answered it."""
+
+    def broker_answered(self, consumer: str) -> None:
+        self.answered[consumer] = self.clock()
+
+    def expect(self, consumer: str) -> None:
+        """A consumer whose answers count, from now (unanswered: stale after ``stale_s``)."""
+        self.answered.setdefault(consumer, self.clock())
+
+    def report(self) -> tuple[bool, dict[str, Any]]:
+        now = self.clock()
+        parts = self.parts()
+        silent = {name: round(now - at, 1) for name, at in sorted(self.answered.items())}
+        reachable = all(age <= self.stale_s for age in silent.values())
+        running = bool(parts) and all(state == "running" for state in parts.values())
+        BROKER_REACHABLE.set(1 if reachable else 0)
+        healthy = running and reachable
+        return healthy, {
+            "status": "ok" if healthy else "unavailable",
+            "parts": parts,
+            "broker": {"reachable": reachable, "seconds_since_answer": silent},
+        }
+
+
+class MetricsServer:
+    """A small HTTP/1.1 server on the event loop: ``GET /health`` and ``GET /metrics``.
+
+    On the loop on purpose: a process whose loop is stuck does not answer ``/health``.
+    One request per connection (``Connection: close``), as Prometheus and probes make them.
+    """
+
+    def __init__(self, host: str, port: int, health: Health) -> None:
+        self.host = host
+        self.port = port
+        self.health = health
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        """Listen; returns the port (``port`` 0 in tests: any free one)."""
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    def respond(self, path: str) -> tuple[int, str, bytes]:
+        """(status, content type, body) for ``path``."""
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY)
+        if path == "/health":
+            healthy, document = self.health.report()
+            body = json.dumps(document).encode() + b"\n"
+            return (200 if healthy else 503), "application/json", body
+        return 404, "text/plain; charset=utf-8", b"not found: try /health or /metrics\n"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), timeout=5.0)
+            while True:  # the headers: nothing in them matters here
+                line = await asyncio.wait_for(reader.readline(), timeout=5.0)
+                if line in (b"\r\n", b"\n", b""):
+                    break
+            method, target, *_ = request.decode("latin-1").split()
+            if method not in ("GET", "HEAD"):
+                status, content_type, body = 405, "text/plain", b"GET only\n"
+            else:
+                status, content_type, body = self.respond(target.split("?", 1)[0])
+            reason = HTTPStatus(status).phrase
+            head = (
+                f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode("latin-1") + (b"" if method == "HEAD" else body))
+            await writer.drain()
+        except (TimeoutError, ConnectionError, ValueError, UnicodeError):
+            pass  # a client that went away or sent no request line
+        finally:
+            writer.close()

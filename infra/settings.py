@@ -94,15 +94,42 @@ class Settings(BaseSettings):
     batch_timeout_ms: int = Field(default=100, ge=1)
     relay_interval_s: float = 0.05
     clock_interval_s: float = 30.0
+    clock_secret: str | None = None
+    """Key of the HMAC that signs the scheduler's ``clock.tick`` s; only a holder can move a
+    room's clock. Unset: generated once into ``<home>/clock.secret`` (0600). Every machine
+    running the service (or its admin tools) must share it: set it where there are several."""
+    clock_tick_tolerance_s: float = Field(default=5.0, ge=0)
+    """A signed tick stamped further than this ahead of the room authority's clock is
+    refused (dead letter): a scheduler whose clock runs ahead moves no room's time."""
+    kiosk_clock_tolerance_s: float = Field(default=300.0, ge=0)
+    """A check-in stamped further than this ahead of the room authority's clock is denied
+    ``clock_skew`` (with ``decide_at=wall``; replayed history is not judged)."""
     processed_retention_days: int = Field(default=30, ge=1)
     """How long consumed ``event_id`` s are remembered (far longer than Kafka keeps inputs)."""
     outbox_retention_days: int = Field(default=7, ge=1)
+    month_close_interval_s: float = Field(default=300.0, gt=0)
+    """How often the month close looks for rooms whose local month has ended (cheap when
+    none has): a room's month closes at most this long after its local midnight."""
+    decisions_retention_ms: int = Field(default=-1, ge=-1)
+    """``retention.ms`` of ``decisions`` when it is created: -1 keeps the log of record
+    forever, so ``spaces replay`` can rebuild every room however old its configuration."""
 
     # Clients.
     kiosk_timeout_s: float = 10.0
 
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8321
+
+    # Each service process's own /health and /metrics (infra/observability.py).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=8331, ge=0, le=65535)
+    """Port of ``spaces run``'s /health and /metrics; 0: not served. With
+    ``run_processes=per-role`` the authority's process serves on this port and the
+    statistics' process on the next one (port + 1); the supervisor itself serves none."""
+    metrics_interval_s: float = Field(default=5.0, gt=0)
+    """How often consumer lag, the outbox backlog and the broker are sampled."""
+    health_stale_s: float = Field(default=30.0, gt=0)
+    """/health answers 503 when the broker has not answered a consumer for this long."""
 
     topics: Topics = Field(default_factory=Topics)
 

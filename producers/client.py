@@ -5,7 +5,7 @@ its ``event_id`` across retries, so however often it arrives it is decided
 once. The answer is read from ``decisions`` and matched by ``caused_by``;
 ``broker.request()`` (request/reply) is not used because it does not work
 against a real broker and the contract has no reply topic. An input the room
-authority cannot decide (a check-out of an unknown room, say) gets no decision
+authority cannot decide (an unreadable one, or an event_id reused) gets no decision
 but a dead letter, so ``dead-letters`` is read too and such a request fails at
 once with ``Refused`` instead of waiting out its timeout.
 """
@@ -26,6 +26,7 @@ from uuid import UUID
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
+from infra import tick_signature
 from infra.kafka import encode, make_producer, partition_for
 from infra.settings import Settings
 from schemas.decisions import DECISION_ADAPTER, AnyDecision, Decision
@@ -101,12 +102,22 @@ def record_timestamp_ms(event: AnyInput) -> int:
 async def publish_input(
     producer: AIOKafkaProducer, settings: Settings, event: AnyInput
 ) -> asyncio.Future[Any]:
-    """Queue ``event`` on its topic, keyed by room; await the result to know it is stored."""
+    """Queue ``event`` on its topic, keyed by room; await the result to know it is stored.
+
+    A ``clock.tick`` is signed with the service's clock secret (``infra.tick_signature``):
+    the scheduler, the demo and the bench hold it; a kiosk does not.
+    """
+    key = event.room_id.encode()
+    value = encode(event.model_dump(mode="json"))
+    headers = (
+        tick_signature.headers_for(settings, key, value) if event.type == "clock.tick" else None
+    )
     future: asyncio.Future[Any] = await producer.send(
         topic_for(settings, event),
-        key=event.room_id.encode(),
-        value=encode(event.model_dump(mode="json")),
+        key=key,
+        value=value,
         timestamp_ms=record_timestamp_ms(event),
+        headers=headers,
     )
     return future
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Annotated
 from uuid import UUID
@@ -29,8 +30,23 @@ def _rfc3339_only(value: object) -> object:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
-"""RFC 3339 with an offset; a naive time is refused because local rules depend on it."""
+EARLIEST_YEAR = 2000
+LATEST_YEAR = 2100
+"""Times outside years 2000-2100 are nobody's booking or check-in: a typo, a broken clock
+or a probe. They are refused at the edge (a dead letter naming the field) so the rules
+never compute with them (year 9999 plus a day overflows ``datetime``). The demo's
+replayed months and the tests' fixed dates are well inside."""
+
+
+def _sane_year(value: datetime) -> datetime:
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise ValueError(f"must be within years {EARLIEST_YEAR}-{LATEST_YEAR}")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_sane_year)]
+"""RFC 3339 with an offset, within years 2000-2100; a naive time is refused because local
+rules depend on it."""
 
 PartySize = Annotated[int, Field(ge=1, le=10_000, strict=True)]
 Capacity = Annotated[int, Field(ge=1, le=100_000, strict=True)]

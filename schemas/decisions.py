@@ -51,7 +51,10 @@ EnrollmentRejectReason = Literal[
     "invalid",
     "unknown_enrollment",
 ]
-CheckinDenyReason = Literal["room_full", "reserved", "closed", "unknown_room"]
+CheckinDenyReason = Literal["room_full", "reserved", "closed", "unknown_room", "clock_skew"]
+"""``clock_skew`` (v1.1): the kiosk's ``occurred_at`` is further ahead of the room
+authority's clock than ``SPACES_KIOSK_CLOCK_TOLERANCE_S`` (docs/rules.md)."""
+UnknownRoomReason = Literal["unknown_room"]
 
 
 class Decision(Message):
@@ -207,6 +210,26 @@ class CheckoutRecorded(Decision):
     member_id: Identifier | None = None
 
 
+class CheckoutRejected(Decision):
+    """A check-out the room authority cannot record (v1.1): the room was never configured.
+    The kiosk gets an answer instead of waiting out its timeout."""
+
+    type: Literal["checkout.rejected"] = "checkout.rejected"
+    kiosk_id: Identifier
+    party_size: PartySize
+    member_id: Identifier | None = None
+    reason: UnknownRoomReason
+
+
+class CapacityRejected(Decision):
+    """A ``room.capacity_changed`` for a room never configured (v1.1); ``capacity`` is the
+    capacity asked for."""
+
+    type: Literal["capacity.rejected"] = "capacity.rejected"
+    capacity: Capacity
+    reason: UnknownRoomReason
+
+
 AnyDecision = Annotated[
     RoomConfiguredDecision
     | CapacityChanged
@@ -223,7 +246,9 @@ AnyDecision = Annotated[
     | EnrollmentPromoted
     | CheckinAdmitted
     | CheckinDenied
-    | CheckoutRecorded,
+    | CheckoutRecorded
+    | CheckoutRejected
+    | CapacityRejected,
     Field(discriminator="type"),
 ]
 

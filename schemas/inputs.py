@@ -7,6 +7,7 @@ the same log and the same consumer as everything else.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
@@ -23,6 +24,10 @@ from schemas.common import (
 )
 
 MINUTES_PER_DAY = 24 * 60
+LONGEST_INTERVAL = timedelta(days=31)
+"""A booking or session longer than a month is a mistake (or a probe): refused at the edge."""
+MAX_RECORD_BYTES = 16 * 1024
+"""An input larger than this is no kiosk's or front end's: refused before it is parsed."""
 
 BookingMode = Literal["exclusive", "shared"]
 
@@ -34,6 +39,14 @@ class _Interval(InputEvent):
 
     starts_at: Timestamp
     ends_at: Timestamp
+
+    @model_validator(mode="after")
+    def _at_most_a_month(self) -> _Interval:
+        if self.ends_at - self.starts_at > LONGEST_INTERVAL:
+            raise ValueError(
+                f"ends_at must be at most {LONGEST_INTERVAL.days} days after starts_at"
+            )
+        return self
 
 
 # --- capacity -------------------------------------------------------------------------

@@ -17,6 +17,11 @@ class Occupancy(Message):
     occupancy: int
     capacity: int
     as_of: Timestamp
+    # Contract v1.1 additions: names for dashboards that only have Kafka (``None``: unknown).
+    room_name: str | None = None
+    """The room's configured name (``room.configured`` ``name``)."""
+    center_name: str | None = None
+    """The center's name, when the room's configuration gave one."""
 
 
 class UsageMonthly(Message):
@@ -55,6 +60,16 @@ class UsageMonthly(Message):
     """When ``peak_occupancy`` was first reached, in the room's local time (``None``: never)."""
     peak_hour: Annotated[int, Field(ge=0, le=23)] | None = None
     """The local hour of day (0-23) of ``peak_at``."""
+    occupancy_by_weekday_hour: (
+        Annotated[
+            list[Annotated[list[float], Field(min_length=24, max_length=24)]],
+            Field(min_length=7, max_length=7),
+        ]
+        | None
+    ) = None
+    """7 rows (Monday first) x 24 local hours: the average persons present in that
+    weekday-hour over the month (a center: summed over its rooms). ``None``: not known
+    (a month counted before the statistics kept it)."""
 
     @property
     def key(self) -> str:

@@ -4,7 +4,8 @@ A consumer supplies a :class:`Handler`: how to read a record, which id makes it
 idempotent, how to load and save the states it needs, and how to decide one event
 (calling the domain). This module does the rest, once for both:
 
-- an input already decided (its id is in ``processed_inputs``) is skipped;
+- an input already decided (its id is in ``processed_inputs``) is skipped, if its content
+  is the same (an exact re-send); the same id with other content is dead-lettered;
 - a record that cannot be read goes to ``dead-letters`` once per position;
 - an error while deciding one event raises :class:`PoisonRecord`; the caller rolls the
   batch back, and decides it again with that record dead-lettered with the reason, so
@@ -16,6 +17,7 @@ idempotent, how to load and save the states it needs, and how to decide one even
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -165,7 +167,29 @@ async def process_batch(
         ident = position_id(record) if isinstance(item, str) else handler.identity(item)
         if ident is not None:
             ids.add(ident)
-    seen = await uow.already_processed(ids)
+    stored = await uow.processed_digests(ids)
+    seen = set(stored)
+    digests = {ident: found[0] for ident, found in stored.items()}
+    where = {ident: f"{t}[{p}]@{o}" for ident, (_, t, p, o) in stored.items()}
+    # An id already decided (before, or earlier in this batch) with other content is not
+    # a re-send: it is dead-lettered, with where the id was first used, not skipped.
+    reused: set[str] = set()
+    for index, (record, item) in enumerate(parsed):
+        if isinstance(item, str):
+            continue
+        ident = handler.identity(item)
+        if ident is None:
+            continue
+        digest = content_digest(record, item)
+        known = digests.get(ident)
+        if ident in digests and known is not None and known != digest:
+            parsed[index] = (record, _reused(ident, where[ident]))
+            reused.add(position_id(record))
+        elif ident not in digests:
+            digests[ident] = digest
+            where[ident] = "{}[{}]@{}".format(*position(record))
+    if reused:  # rare: a second query, so each such record is dead-lettered once
+        seen |= await uow.already_processed(reused)
     await handler.load(uow, [item for _, item in parsed if not isinstance(item, str)])
     for record, item in parsed:
         if isinstance(item, str):
@@ -192,5 +216,22 @@ async def process_batch(
                 record, f"could not be decided: {type(error).__name__}: {error}"[:500]
             ) from error
         if ident is not None:
-            uow.mark_processed(ident, record.topic, record.partition, record.offset)
+            uow.mark_processed(
+                ident, record.topic, record.partition, record.offset, digests.get(ident)
+            )
     await handler.save(uow)
+
+
+def content_digest(record: Record, event: object) -> str:
+    """What an exact re-send has in common with the original: the parsed content (a kiosk
+    retry may re-encode it), or the bytes when the event is not a pydantic model."""
+    dump = getattr(event, "model_dump_json", None)
+    data = dump().encode() if callable(dump) else (record.value or b"")
+    return hashlib.sha256(data).hexdigest()
+
+
+def _reused(ident: str, first: str) -> str:
+    return (
+        f"event_id {ident} was already used for a different input (first at {first}): "
+        "an event_id names one input; send a new input with a new event_id"
+    )

@@ -15,9 +15,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import hypothesis  # noqa: F401  (see below)
 import pytest
 
 from infra.settings import Settings, Topics
+
+# Imported here, at collection: otherwise hypothesis's pytest plugin imports it first at
+# the end of a session that ran no property test, and CPython 3.11.7's ast.parse then
+# fails in pytest's assertion rewriting ("AST constructor recursion depth mismatch").
 
 POSTGRES_URL = os.environ.get("SPACES_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgresql"]

@@ -40,8 +40,16 @@ async def produce(settings: Settings, events: Sequence[AnyInput]) -> None:
 async def read_topic(
     settings: Settings, topic: str, *, expect: int = 0, timeout: float = 30.0
 ) -> list[dict[str, Any]]:
-    """Everything on ``topic`` from the beginning; waits until at least ``expect`` values."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap, enable_auto_commit=False)
+    """Everything committed on ``topic`` from the beginning; waits for ``expect`` values.
+
+    Committed only, as every reader of the output topics must read (the relay writes
+    them in transactions; a fenced or crashed relay's aborted writes stay in the log).
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     await consumer.start()
     values: list[dict[str, Any]] = []
     try:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from consumers.authority import RoomAuthority, policy_from
 from domain.capacity import KEEP_HISTORY
+from infra import tick_signature
 from infra.db import BookingIdRow, Database, OutboxRow
 from infra.settings import Settings, Topics
 from schemas.inputs import (
@@ -38,7 +39,11 @@ class Rec:
         self.timestamp = 0
         self.key: bytes | None = event.room_id.encode()
         self.value: bytes | None = event.model_dump_json().encode()
-        self.headers: list[tuple[str, bytes]] = []
+        self.headers: list[tuple[str, bytes]] = (
+            tick_signature.headers_for(Settings(), self.key, self.value)
+            if event.type == "clock.tick"
+            else []
+        )
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from domain.capacity import (
     Policy,
     Room,
     Session,
-    Unprocessable,
     conflicting_bookings,
     decide,
     max_concurrent,
@@ -78,7 +77,7 @@ BOOKING_IDS = [f"b{i}" for i in range(8)]
 
 PRIMARY: dict[str, set[str]] = {
     "room.configured": {"room.configured"},
-    "room.capacity_changed": {"capacity.changed"},
+    "room.capacity_changed": {"capacity.changed", "capacity.rejected"},
     "session.scheduled": {"session.scheduled", "session.rejected"},
     "booking.requested": {"booking.confirmed", "booking.rejected"},
     "booking.cancel_requested": {"booking.cancelled", "booking.rejected"},
@@ -89,7 +88,7 @@ PRIMARY: dict[str, set[str]] = {
     },
     "enrollment.cancel_requested": {"enrollment.cancelled", "enrollment.rejected"},
     "checkin": {"checkin.admitted", "checkin.denied"},
-    "checkout": {"checkout.recorded"},
+    "checkout": {"checkout.recorded", "checkout.rejected"},
 }
 
 # --- strategies -------------------------------------------------------------------------
@@ -334,13 +333,11 @@ class World:
             {b.booking_id for b in room.bookings.values() if b.checked_in} if room else set()
         )
         occupancy_before = room.occupancy if room else 0
-        try:
-            after, decisions = decide(room, event, self.now, POLICY, seen)
-        except Unprocessable:
-            # (e) only inputs the contract has no decision for: about a room nobody configured.
-            assert room is None
-            assert event.type in {"room.capacity_changed", "checkout"}
-            return []
+        # (e) every input gets its decision; v1.1 rejects a check-out or capacity change of a
+        # room nobody configured (``Unprocessable`` is left for no input at all).
+        after, decisions = decide(room, event, self.now, POLICY, seen)
+        if decisions and decisions[0].type in {"checkout.rejected", "capacity.rejected"}:
+            assert room is None and getattr(decisions[0], "reason", None) == "unknown_room"
         # Deciding the same input on the restored copy gives the very same decisions.
         _, twin_decisions = decide(twin, event, self.now, POLICY, set(seen))
         assert twin_decisions == decisions

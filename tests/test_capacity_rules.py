@@ -20,7 +20,6 @@ from domain.capacity import (
     KEEP_HISTORY,
     Policy,
     Room,
-    Unprocessable,
     conflicting_bookings,
     decide,
     max_concurrent,
@@ -31,9 +30,11 @@ from schemas.decisions import (
     BookingRejected,
     BookingReleased,
     CapacityChanged,
+    CapacityRejected,
     CheckinAdmitted,
     CheckinDenied,
     CheckoutRecorded,
+    CheckoutRejected,
     Decision,
     EnrollmentCancelled,
     EnrollmentConfirmed,
@@ -383,9 +384,15 @@ def test_capacity_change_in_a_shared_room_with_ten_thousand_future_bookings() ->
     assert len(room.bookings) == 10_000
 
 
-def test_capacity_change_of_an_unknown_room_is_unprocessable() -> None:
-    with pytest.raises(Unprocessable, match=r"room\.configured"):
-        decide(None, capacity_changed(5), NOW)
+def test_capacity_change_of_an_unknown_room_is_rejected_not_unanswered() -> None:
+    """Issue 7: every input naming a room gets its decision (it was dead-lettered)."""
+    event = capacity_changed(5)
+    decision = only(None, event, CapacityRejected)
+    assert (decision.reason, decision.capacity, decision.caused_by) == (
+        "unknown_room",
+        5,
+        event.event_id,
+    )
 
 
 # --- unknown rooms ----------------------------------------------------------------------
@@ -424,9 +431,14 @@ def test_checkin_at_an_unknown_room_is_denied() -> None:
     assert (decision.occupancy, decision.capacity) == (0, 0)
 
 
-def test_checkout_at_an_unknown_room_is_unprocessable() -> None:
-    with pytest.raises(Unprocessable, match="unknown room"):
-        decide(None, checkout(kst(10)), kst(10))
+def test_checkout_at_an_unknown_room_is_rejected_not_unanswered() -> None:
+    event = checkout(kst(10))
+    decision = only(None, event, CheckoutRejected, now=kst(10))
+    assert (decision.reason, decision.party_size, decision.caused_by) == (
+        "unknown_room",
+        event.party_size,
+        event.event_id,
+    )
 
 
 def test_clock_tick_for_an_unknown_room_decides_nothing() -> None:
@@ -1308,3 +1320,23 @@ def test_a_room_no_longer_open_around_the_clock_checks_out_at_its_next_closing_o
     assert room.occupancy == 3
     [out] = run(room, tick(kst(22), "hall"), kst(22))
     assert isinstance(out, CheckoutRecorded) and out.party_size == 3
+
+
+# --- kiosk clocks (issue 7) ---------------------------------------------------------------
+
+
+def test_a_checkin_stamped_hours_ahead_of_the_decision_time_is_denied_clock_skew() -> None:
+    """Judged at its own time, it took places of a later hour; now it is answered, refused."""
+    policy = Policy(kiosk_clock_tolerance=timedelta(minutes=5))
+    room = club()
+    event = checkin(kst(15), party=2)
+    decisions = decide(room, event, kst(12), policy)[1]
+    assert [(d.type, getattr(d, "reason", None)) for d in decisions] == [
+        ("checkin.denied", "clock_skew")
+    ]
+    assert room.occupancy == 0
+    # Within the tolerance (a kiosk a few seconds fast), and replayed history: admitted.
+    assert decide(room, checkin(kst(12, 4), party=2), kst(12), policy)[1][0].type == (
+        "checkin.admitted"
+    )
+    assert decide(club(), event, kst(12))[1][0].type == "checkin.admitted"

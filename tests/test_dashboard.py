@@ -1,33 +1,29 @@
-"""The dashboard's API over a temporary SQLite database filled directly with rows, and its
-read models (``infra.read_models``) on SQLite and PostgreSQL.
+"""The dashboard's API over its in-memory read model (``infra.dashboard_model``) filled with
+the demo's messages, and the database read models (``infra.read_models``, which ``spaces
+report`` uses) on SQLite and PostgreSQL.
 
-``fill_demo`` and ``ServerThread`` are shared with ``test_report`` and
-``test_dashboard_browser``.
+``fill_demo`` and ``demo_values`` are shared with ``test_report``, ``test_cli`` and the
+Kafka-fed dashboard's integration and browser tests.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import io
 import json
 import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
-from sqlalchemy import event, update
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from entrypoints.dashboard import FIELDS, create_app, current_month, usage_csv
+from entrypoints.dashboard import FIELDS, coalesce, create_app, current_month, usage_csv
+from infra.dashboard_model import DashboardModel, aggregate
 from infra.db import Database, OutboxRow, RoomRow, UsageMonthlyRow
 from infra.read_models import (
     RoomInfo,
@@ -45,7 +41,7 @@ from infra.read_models import (
     read_engine,
 )
 from infra.settings import Settings
-from schemas.outputs import UsageMonthly, usage_key
+from schemas.outputs import Occupancy, UsageMonthly, usage_key
 
 MONTH = "2026-11"
 FIRST_MONTH = "2026-01"
@@ -237,59 +233,43 @@ async def demo(tmp_path: Path) -> tuple[Settings, dict[str, dict[str, Any]]]:
     return settings, await fill_demo(settings)
 
 
+def demo_model(values: dict[str, dict[str, Any]]) -> DashboardModel:
+    """The read model after reading the demo's ``usage-monthly`` and ``occupancy`` topics."""
+    model = DashboardModel(timezone="Asia/Seoul")
+    for value in values.values():
+        model.apply_usage(UsageMonthly.model_validate(value))
+    for room_id, center, name, capacity, occupied in ROOMS:
+        model.apply_occupancy(
+            Occupancy(
+                room_id=room_id,
+                center_id=center,
+                occupancy=occupied,
+                capacity=capacity,
+                as_of=AS_OF,
+                room_name=name,
+                center_name="서산시민센터" if center == "seosan" else None,
+            )
+        )
+    return model
+
+
 @pytest.fixture
 async def client(
     demo: tuple[Settings, dict[str, dict[str, Any]]],
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(demo[0])
+    app = create_app(demo_model(demo[1]), demo[0])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://dashboard") as c:
         yield c
-    await app.state.engine.dispose()
 
 
-# --- a real server, for streams and the browser ---------------------------------------
+# --- a free port, for the dashboard processes of the integration and browser tests -----
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class ServerThread:
-    """uvicorn serving ``app`` on a free port in a background thread (its own loop)."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", timeout_graceful_shutdown=1
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the dashboard did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-@pytest.fixture
-def running(demo: tuple[Settings, dict[str, dict[str, Any]]]) -> Iterator[ServerThread]:
-    with ServerThread(create_app(demo[0], poll_interval=0.1)) as server:
-        yield server
 
 
 # --- pure helpers ---------------------------------------------------------------------
@@ -444,8 +424,8 @@ async def test_centers_with_room_counts(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/centers")
     assert response.status_code == 200
     assert response.json()["centers"] == [
-        {"center_id": "haemi", "rooms": 1},
-        {"center_id": "seosan", "rooms": 4},
+        {"center_id": "haemi", "name": "haemi", "rooms": 1},  # no name given: its id
+        {"center_id": "seosan", "name": "서산시민센터", "rooms": 4},
     ]
 
 
@@ -587,14 +567,50 @@ async def test_occupancy(client: httpx.AsyncClient) -> None:
     }
 
 
-async def test_metrics(client: httpx.AsyncClient) -> None:
-    response = await client.get("/metrics")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    lines = response.text.splitlines()
-    assert "spaces_outbox_backlog 2" in lines
-    assert "spaces_rooms 5" in lines
-    assert 'spaces_room_occupancy{room="haemi-hall",center="haemi"} 25' in lines
+def test_model_pushes_changes_to_listeners() -> None:
+    model = demo_model(demo_values())
+    queue = model.listen(maxsize=3)
+    room = model.rooms["seosan-club-1"].model_copy(update={"occupancy": 9})
+    model.apply_occupancy(room)
+    name, data = queue.get_nowait()
+    assert name == "occupancy" and data["occupancy"] == 9 and data["version"] == model.version
+    usage = UsageMonthly.model_validate(demo_values()[f"center:seosan:{MONTH}"])
+    model.apply_usage(usage)
+    assert queue.get_nowait() == ("update", {"version": model.version})
+    for _ in range(5):  # a page that does not read: its queue collapses to one update
+        model.apply_occupancy(room)
+    pending = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert pending[0] == ("update", {"version": model.version - 1})
+    model.forget(queue)
+    model.apply_usage(usage)
+    assert not model.listeners
+
+
+def test_a_burst_of_changes_is_coalesced() -> None:
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("occupancy", {"room_id": "a", "occupancy": 1}),
+        ("update", {"version": 2}),
+        ("occupancy", {"room_id": "b", "occupancy": 5}),
+        ("occupancy", {"room_id": "a", "occupancy": 3}),
+        ("update", {"version": 5}),
+    ]
+    assert coalesce(events) == [
+        ("occupancy", {"room_id": "a", "occupancy": 3}),
+        ("occupancy", {"room_id": "b", "occupancy": 5}),
+        ("update", {"version": 5}),
+    ]
+
+
+def test_heatmap_passes_through_and_csv_keeps_it_as_json() -> None:
+    grid = [[float(h) for h in range(24)] for _ in range(7)]
+    value = aggregate("room", "r1", MONTH, {"visits": 1, "occupancy_by_weekday_hour": grid})
+    assert value["occupancy_by_weekday_hour"] == grid
+    assert aggregate("room", "r1", MONTH, None)["occupancy_by_weekday_hour"] is None
+    value["name"] = "r1"
+    text = usage_csv({"rooms": [value], "center": aggregate("center", "c", MONTH, None)})
+    if "occupancy_by_weekday_hour" in FIELDS:  # the contract field (H2) is a CSV column
+        row = next(csv.DictReader(io.StringIO(text)))
+        assert json.loads(row["occupancy_by_weekday_hour"]) == grid
 
 
 async def test_page_and_static_files(client: httpx.AsyncClient) -> None:
@@ -612,66 +628,22 @@ async def test_page_and_static_files(client: httpx.AsyncClient) -> None:
         assert f'"{field}"' in script, field
 
 
-# --- server-sent events ---------------------------------------------------------------
-
-
-class UpdateReader:
-    """Collects the ``update`` events of a stream in a background task."""
-
-    def __init__(self, lines: AsyncIterator[str]) -> None:
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.task = asyncio.create_task(self._read(lines))
-
-    async def _read(self, lines: AsyncIterator[str]) -> None:
-        name = None
-        async for line in lines:
-            if line.startswith("event:"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and name == "update":
-                await self.queue.put(json.loads(line.split(":", 1)[1]))
-
-    async def next(self, timeout: float) -> dict[str, Any]:
-        return await asyncio.wait_for(self.queue.get(), timeout)
-
-    async def close(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-
-
-async def test_events_emit_update_when_data_changes(
-    running: ServerThread, demo: tuple[Settings, dict[str, dict[str, Any]]]
-) -> None:
-    settings = demo[0]
-    async with (
-        httpx.AsyncClient(base_url=running.url, timeout=10) as http,
-        http.stream("GET", "/api/events") as stream,
-    ):
-        assert stream.headers["content-type"].startswith("text/event-stream")
-        updates = UpdateReader(stream.aiter_lines())
-        first = await updates.next(timeout=5)
-
-        # Nothing changes: no further update within a few polls.
-        with pytest.raises(TimeoutError):
-            await updates.next(timeout=0.5)
-
-        db = Database(settings)
-        async with db.session() as session, session.begin():
-            await session.execute(
-                update(RoomRow)
-                .where(RoomRow.room_id == "seosan-club-1")
-                .values(occupancy=7, updated_at=AS_OF + timedelta(seconds=5))
-            )
-        second = await updates.next(timeout=5)
-        assert second["version"] != first["version"]
-
-        async with db.session() as session, session.begin():
-            await session.execute(
-                update(UsageMonthlyRow)
-                .where(UsageMonthlyRow.key == f"center:seosan:{MONTH}")
-                .values(updated_at=AS_OF + timedelta(seconds=9))
-            )
-        third = await updates.next(timeout=5)
-        assert third["version"] not in (first["version"], second["version"])
-        await updates.close()
-        await db.dispose()
+async def test_heatmap_report_page_and_fonts(client: httpx.AsyncClient) -> None:
+    page = (await client.get("/")).text
+    for marker in ('id="heatmap"', 'id="heatmap-scope"', 'id="report-link"', "heatmap.js"):
+        assert marker in page, marker
+    script = (await client.get("/static/app.js")).text
+    assert "center_name" in script and 'addEventListener("occupancy"' in script
+    report = await client.get("/report")
+    assert report.status_code == 200 and "text/html" in report.headers["content-type"]
+    for marker in ('id="report-rooms"', 'id="report-heatmap"', 'id="report-months"', "report.js"):
+        assert marker in report.text, marker
+    for name in ("report.js", "report.css", "heatmap.js"):
+        assert (await client.get(f"/static/{name}")).status_code == 200, name
+    assert "@page" in (await client.get("/static/report.css")).text
+    style = (await client.get("/static/style.css")).text
+    for font in ("Noto Sans CJK KR", "Malgun Gothic", "Apple SD Gothic Neo", "NanumGothic"):
+        assert f'"{font}"' in style, font
+    # Only the static folder's own files are served.
+    for bad in ("/static/..%2Fdashboard.py", "/static/missing.js"):
+        assert (await client.get(bad)).status_code in (400, 404), bad

@@ -1,8 +1,14 @@
-"""The dashboard page in headless Chromium: chart, table, occupancy, CSV link, live updates.
+"""The dashboard page in headless Chromium, served by the Kafka-fed dashboard process.
 
-Needs Debian's Chromium at ``/usr/bin/chromium`` (``apt-get install -y chromium``) and the
-``playwright`` Python package; never ``playwright install``. Saves
-``artifacts/dashboard.png``.
+The dashboard runs as its own process with only ``SPACES_KAFKA_BOOTSTRAP`` (no database: see
+``tests/test_integration_dashboard.py``) over topics holding the demo's messages; the test
+checks the chart, the table, the heatmap, occupancy, the CSV link, the print report and live
+updates pushed from the topics, against the JSON API.
+
+Needs the real broker and Debian's Chromium at ``/usr/bin/chromium`` (``apt-get install -y
+chromium``) and the ``playwright`` Python package; never ``playwright install``. Saves
+``artifacts/dashboard.png``, ``artifacts/dashboard-room-heatmap.png``, ``artifacts/report.png``
+and ``artifacts/report.pdf``.
 """
 
 from __future__ import annotations
@@ -17,16 +23,24 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
 
-from entrypoints.dashboard import FIELDS, create_app
-from infra.db import Database, RoomRow, UsageMonthlyRow
+from entrypoints.dashboard import FIELDS
 from infra.settings import Settings
-from tests.test_dashboard import AS_OF, MONTH, REVISED_MONTH, ServerThread, fill_demo
+from schemas.outputs import Occupancy
+from tests.conftest import isolated_topics
+from tests.test_dashboard import AS_OF, MONTH, REVISED_MONTH
+from tests.test_integration_dashboard import (
+    CENTER_NAMES,
+    DashboardProcess,
+    dashboard_process,
+    demo_messages,
+    publish,
+)
 
 CHROMIUM = os.environ.get("SPACES_CHROMIUM", "/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.integration,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
     ),
@@ -45,10 +59,17 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[tuple[Settings, ServerThread]]:
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db")
-    await fill_demo(settings)
-    with ServerThread(create_app(settings, poll_interval=0.2)) as running:
+async def server(
+    kafka_settings: Settings, tmp_path: Path
+) -> AsyncIterator[tuple[Settings, DashboardProcess]]:
+    """The demo's messages on fresh topics and a dashboard process that read them."""
+    from infra.kafka_local import ensure_topics
+
+    settings = kafka_settings.model_copy(update={"topics": isolated_topics(), "partitions": 3})
+    await ensure_topics(settings)
+    values, rooms = demo_messages()
+    await publish(settings, values, rooms)
+    async with dashboard_process(settings, tmp_path) as running:
         yield settings, running
 
 
@@ -63,11 +84,25 @@ def number(text: str) -> float:
     return float(text.replace(",", "").replace("%", "").strip())
 
 
-async def test_dashboard_page(server: tuple[Settings, ServerThread], tmp_path: Path) -> None:
+def heatmap_cells(grid: list[list[float]] | None) -> list[list[Any]]:
+    """The cells the page should draw for ``grid``: [day, hour, value] (``""``: unknown)."""
+    if grid is None:
+        return []
+    return [[d, h, v] for d, row in enumerate(grid) for h, v in enumerate(row)]
+
+
+CELLS_JS = (
+    "els => els.map(e => [Number(e.dataset.day), Number(e.dataset.hour),"
+    " e.dataset.value === '' ? '' : Number(e.dataset.value)])"
+)
+
+
+async def test_dashboard_page(server: tuple[Settings, DashboardProcess], tmp_path: Path) -> None:
     from playwright.async_api import async_playwright
 
     settings, running = server
     base = running.url
+    values, _ = demo_messages()
     usage = await api(base, f"/api/usage?center=seosan&month={MONTH}")
     occupancy = (await api(base, "/api/occupancy?center=seosan"))["rooms"]
 
@@ -93,6 +128,35 @@ async def test_dashboard_page(server: tuple[Settings, ServerThread], tmp_path: P
             await page.wait_for_selector(f'#rooms-table[data-month="{MONTH}"]')
             assert await page.input_value("#center-select") == "seosan"
             assert await page.input_value("#month-input") == MONTH
+            # The heading names the center (from the occupancy topic), not its id.
+            assert usage["center_name"] == CENTER_NAMES["seosan"]
+            assert (
+                await page.inner_text("#month-title") == f"{CENTER_NAMES['seosan']} · 2026년 11월"
+            )
+            options = await page.eval_on_selector_all(
+                "#center-select option", "els => els.map(e => e.textContent)"
+            )
+            assert f"{CENTER_NAMES['seosan']} (4개 공간)" in options
+            family = await page.evaluate("getComputedStyle(document.body).fontFamily")
+            assert "Noto Sans CJK KR" in family and "Malgun Gothic" in family
+
+            # The heatmap (center): every cell is the API's figure.
+            center_grid = usage["center"]["occupancy_by_weekday_hour"]
+            assert center_grid is not None
+            await page.wait_for_selector('#heatmap[data-scope="center"] td.cell')
+            shown_cells = await page.eval_on_selector_all("#heatmap td.cell", CELLS_JS)
+            assert shown_cells == heatmap_cells(center_grid)
+            busiest = max(v for row in center_grid for v in row)
+            day, hour = next(
+                (d, h)
+                for d, row in enumerate(center_grid)
+                for h, v in enumerate(row)
+                if v == busiest
+            )
+            title = await page.get_attribute(
+                f'#heatmap td[data-day="{day}"][data-hour="{hour}"]', "title"
+            )
+            assert title is not None and f"{busiest:.1f}명" in title
 
             # The chart: one bar per month, the API's figures.
             bars = await page.eval_on_selector_all(
@@ -201,28 +265,88 @@ async def test_dashboard_page(server: tuple[Settings, ServerThread], tmp_path: P
             ARTIFACTS.mkdir(exist_ok=True)
             await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
-            # Live: decisions arrive (rows change) and the page follows without a reload.
+            # The heatmap of one room, through the scope picker.
+            office = next(r for r in usage["rooms"] if r["room_id"] == "seosan-office")
+            await page.select_option("#heatmap-scope", "seosan-office")
+            await page.wait_for_selector('#heatmap[data-scope="seosan-office"]')
+            shown_cells = await page.eval_on_selector_all("#heatmap td.cell", CELLS_JS)
+            assert shown_cells == heatmap_cells(office["occupancy_by_weekday_hour"])
+            await page.locator(".heatmap-card").screenshot(
+                path=str(ARTIFACTS / "dashboard-room-heatmap.png")
+            )
+            # A room without figures this month says so instead of drawing zeros.
+            await page.select_option("#heatmap-scope", "seosan-cafe")
+            await page.wait_for_selector('#heatmap[data-scope="seosan-cafe"] .heatmap-empty')
+            await page.select_option("#heatmap-scope", "center")
+
+            # The print report: same figures, laid out for A4, saved as PNG and PDF.
+            assert await page.get_attribute("#report-link", "href") == (
+                f"/report?center=seosan&month={MONTH}"
+            )
+            report = await context.new_page()
+            report.on("pageerror", lambda error: errors.append(str(error)))
+            await report.goto(f"{base}/report?center=seosan&month={MONTH}")
+            await report.wait_for_selector('#report[data-ready="true"]')
+            heading = await report.inner_text("#report-title")
+            assert heading == f"{CENTER_NAMES['seosan']} · 2026년 11월"
+            rows = await report.eval_on_selector_all(
+                "#report-rooms tbody tr[data-room]",
+                """rows => rows.map(r => [r.dataset.room, Object.fromEntries(
+                    [...r.querySelectorAll('td[data-field]')].map(
+                        td => [td.dataset.field, td.dataset.value])), r.cells[0].innerText])""",
+            )
+            assert [r[0] for r in rows] == [r["room_id"] for r in usage["rooms"]]
+            for (_, shown, name), room in zip(rows, usage["rooms"], strict=True):
+                assert name == room["name"]
+                for field in ("visits", "bookings_confirmed", "no_shows", "peak_occupancy"):
+                    assert float(shown[field]) == room[field], field
+                assert float(shown["occupancy_utilization"]) == room["occupancy_utilization"]
+            summary = await report.get_attribute('#summary td[data-field="visits"]', "data-value")
+            assert summary == str(usage["center"]["visits"])
+            report_cells = await report.eval_on_selector_all("#report-heatmap td.cell", CELLS_JS)
+            assert report_cells == heatmap_cells(center_grid)
+            months = await report.eval_on_selector_all(
+                "#report-months tbody tr",
+                "rows => rows.map(r => [r.dataset.month,"
+                " Number(r.querySelector('[data-field=visits]').dataset.value)])",
+            )
+            assert months == [[m["month"], m["visits"]] for m in usage["months"]]
+            await report.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+            await report.emulate_media(media="print")
+            assert not await report.is_visible("#print-button")
+            pdf = await report.pdf(format="A4", print_background=True)
+            assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+            (ARTIFACTS / "report.pdf").write_bytes(pdf)
+            await report.close()
+
+            # Live: new figures arrive on the topics and the page follows without a reload:
+            # occupancy pushed by the occupancy subscriber, usage through an update.
             await page.wait_for_selector("#live.on")
-            db = Database(settings)
-            async with db.session() as session, session.begin():
-                await session.execute(
-                    update(RoomRow)
-                    .where(RoomRow.room_id == "seosan-club-1")
-                    .values(occupancy=12, updated_at=AS_OF + timedelta(minutes=1))
-                )
-                key = f"center:seosan:{MONTH}"
-                value = dict(usage["center"])
-                value.pop("has_data")
-                value["visits"] += 1000
-                await session.execute(
-                    update(UsageMonthlyRow)
-                    .where(UsageMonthlyRow.key == key)
-                    .values(value=value, updated_at=AS_OF + timedelta(minutes=1))
-                )
-            await db.dispose()
+            await page.wait_for_selector("#live[data-version]")
+            await page.wait_for_timeout(800)  # the refetch the first update asks for is done
+            renders = await page.get_attribute("#main", "data-renders")
+            await publish(
+                settings,
+                rooms=[
+                    Occupancy(
+                        room_id="seosan-club-1",
+                        center_id="seosan",
+                        occupancy=12,
+                        capacity=15,
+                        as_of=AS_OF + timedelta(minutes=1),
+                        room_name="동아리실 1",
+                        center_name=CENTER_NAMES["seosan"],
+                    )
+                ],
+            )
             await page.wait_for_selector(
                 '#occupancy .occ[data-room="seosan-club-1"][data-occupancy="12"]', timeout=5000
             )
+            # Drawn from the pushed event itself: no refetch of the month.
+            assert await page.get_attribute("#main", "data-renders") == renders
+            value = dict(values[f"center:seosan:{MONTH}"])
+            value["visits"] += 1000
+            await publish(settings, usage={f"center:seosan:{MONTH}": value})
             expected = usage["center"]["visits"] + 1000
             await page.wait_for_selector(
                 f'#kpis [data-field="visits"][data-value="{expected}"]', timeout=5000

@@ -12,11 +12,12 @@ import itertools
 import json
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from infra import tick_signature
 from infra.kafka import make_producer
 from infra.settings import Settings
 from producers.client import DecisionClient
@@ -193,19 +194,17 @@ async def test_unreadable_input_goes_to_dead_letters_and_processing_goes_on(
     assert [d["type"] for d in decisions] == ["room.configured", "checkin.admitted"]
 
 
-async def test_an_input_whose_decision_fails_is_dead_lettered_and_the_room_goes_on(
+async def test_poison_times_are_dead_lettered_naming_the_field_and_the_room_goes_on(
     stack_settings: Settings,
 ) -> None:
-    """Poison times used to crash the authority for good (OverflowError inside the rules)."""
+    """Issue 7, finding 1: a year-9999 booking, a year-1 check-in and a year-1 tick raised
+    ``OverflowError`` inside the rules (then: dead-lettered as "could not be decided", or
+    decided). They are contract violations now, refused at the edge with the field named,
+    and the room goes on."""
     room = "seosan.allday"
-    kst = timezone(timedelta(hours=9))
-    ancient = Checkin(
-        event_id=uuid.uuid4(),
-        occurred_at=datetime(1, 1, 1, tzinfo=kst),
-        room_id=room,
-        kiosk_id="k",
-        party_size=1,
-    )
+    ancient = walk_in(room, "k").model_dump(mode="json") | {
+        "occurred_at": "0001-01-01T00:00:00+09:00"
+    }
     far_future = BookingRequested(
         event_id=uuid.uuid4(),
         occurred_at=now(),
@@ -213,25 +212,56 @@ async def test_an_input_whose_decision_fails_is_dead_lettered_and_the_room_goes_
         booking_id="b-9999",
         member_id="m-1",
         party_size=2,
-        starts_at=datetime(9999, 12, 31, 20, tzinfo=kst),
-        ends_at=datetime(9999, 12, 31, 22, tzinfo=kst),
-    )
+        starts_at=now() + timedelta(days=1),
+        ends_at=now() + timedelta(days=1, hours=2),
+    ).model_dump(mode="json") | {
+        "starts_at": "9999-12-31T20:00:00+09:00",
+        "ends_at": "9999-12-31T22:00:00+09:00",
+    }
+    tick = {
+        "type": "clock.tick",
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": "0001-01-01T00:00:00+09:00",
+        "room_id": room,
+    }
+    topics = stack_settings.topics
+    await produce(stack_settings, [club_room(room)])
+    producer = make_producer(stack_settings)
+    await producer.start()
+    try:
+        for topic, value in (
+            (topics.checkins, ancient),
+            (topics.bookings, far_future),
+            (topics.capacity, tick),
+        ):
+            data = json.dumps(value).encode()
+            await producer.send_and_wait(
+                topic,
+                key=room.encode(),
+                value=data,
+                headers=tick_signature.headers_for(stack_settings, room.encode(), data),
+            )
+    finally:
+        await producer.stop()
     after = walk_in(room, "kiosk-1")
-    await produce(stack_settings, [club_room(room), ancient, far_future, after])
+    await produce(stack_settings, [after])
     async with running(stack_settings, ("authority", "relay")):
         for _ in range(30):  # until the walk-in after the poison is answered
-            decisions = await read_topic(stack_settings, stack_settings.topics.decisions, expect=2)
+            decisions = await read_topic(stack_settings, topics.decisions, expect=2)
             by_cause = {d["caused_by"]: d for d in decisions}
             if str(after.event_id) in by_cause:
                 break
-        letters = await read_topic(stack_settings, stack_settings.topics.dead_letters, expect=1)
-    poisoned = {json.loads(base64.b64decode(letter["original"]))["event_id"] for letter in letters}
-    assert all("could not be decided" in letter["reason"] for letter in letters)
-    # Each poison time gets exactly one outcome: a decision, or a dead letter. (The
-    # rules no longer overflow on year 9999; the loop's handling of a record that does
-    # raise is proved in tests/test_batch_loop.py.)
-    for poison in (ancient, far_future):
-        assert (str(poison.event_id) in poisoned) != (str(poison.event_id) in by_cause)
+        letters = await read_topic(stack_settings, topics.dead_letters, expect=3)
+    reasons = {
+        json.loads(base64.b64decode(letter["original"]))["event_id"]: letter["reason"]
+        for letter in letters
+    }
+    assert reasons.keys() == {ancient["event_id"], far_future["event_id"], tick["event_id"]}
+    assert "occurred_at" in reasons[ancient["event_id"]]
+    assert "starts_at" in reasons[far_future["event_id"]]
+    assert "occurred_at" in reasons[tick["event_id"]]
+    assert all(r.startswith("contract violation") and "2000-2100" in r for r in reasons.values())
+    assert [d["type"] for d in decisions] == ["room.configured", "checkin.admitted"]
     assert by_cause[str(after.event_id)]["type"] == "checkin.admitted"
 
 

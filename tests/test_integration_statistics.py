@@ -101,6 +101,7 @@ async def consume_usage(settings: Settings, expect_key: str, final: bool) -> dic
         bootstrap_servers=settings.bootstrap,
         group_id=f"dashboard-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
+        isolation_level="read_committed",  # the relay writes in transactions
     )
     await consumer.start()
     latest: dict[str, dict[str, object]] = {}

@@ -7,7 +7,9 @@ Java or Maven; the integration test really boots Kafka twice on throw-away ports
 from __future__ import annotations
 
 import asyncio
+import random
 import re
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -330,3 +332,237 @@ def test_real_broker_up_status_down_twice(tmp_path: Path) -> None:
             assert kl.port_is_free(port)
     finally:
         kl.down(s)
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Settings:
+    """Ports far enough apart that the nodes' (port + 10 n) never meet."""
+    base = 40000 + (abs(hash(tmp_path)) % 2000) * 10
+    return Settings(
+        home=tmp_path / "home",
+        jar_cache=tmp_path / "jar-cache",
+        kafka_port=base,
+        kafka_controller_port=base + 1,
+    )
+
+
+def test_one_broker_is_the_single_node_config(settings: Settings) -> None:
+    assert kl.render_server_properties(settings, 1, 1) == kl.render_server_properties(settings)
+    (node,) = kl.cluster_nodes(settings, 1)
+    assert node.paths == kl.broker_paths(settings)
+    assert kl.cluster_bootstrap(settings, 1) == settings.bootstrap
+
+
+def test_cluster_node_properties(cluster: Settings) -> None:
+    p, c = cluster.kafka_port, cluster.kafka_controller_port
+    voters = f"1@127.0.0.1:{c},2@127.0.0.1:{c + 10},3@127.0.0.1:{c + 20}"
+    for node_id in (1, 2, 3):
+        props = parse_properties(kl.render_server_properties(cluster, 3, node_id))
+        port, cport = p + 10 * (node_id - 1), c + 10 * (node_id - 1)
+        assert props["process.roles"] == "broker,controller"
+        assert props["node.id"] == str(node_id)
+        assert props["controller.quorum.voters"] == voters
+        assert "controller.quorum.bootstrap.servers" not in props  # a static quorum
+        assert props["listeners"] == f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}"
+        assert props["advertised.listeners"] == f"PLAINTEXT://127.0.0.1:{port}"
+        node_dir = (cluster.home / "kafka-cluster" / f"node-{node_id}").resolve()
+        assert Path(props["log.dirs"]) == node_dir / "data"
+        assert props["default.replication.factor"] == "3"
+        assert props["min.insync.replicas"] == "2"
+        assert props["unclean.leader.election.enable"] == "false"
+        for key in (
+            "offsets.topic.replication.factor",
+            "transaction.state.log.replication.factor",
+            "share.coordinator.state.topic.replication.factor",
+        ):
+            assert props[key] == "3", key
+        for key in ("transaction.state.log.min.isr", "share.coordinator.state.topic.min.isr"):
+            assert props[key] == "2", key
+
+
+def test_cluster_bootstrap_names_every_node(cluster: Settings) -> None:
+    p = cluster.kafka_port
+    assert kl.cluster_bootstrap(cluster, 3) == (
+        f"127.0.0.1:{p},127.0.0.1:{p + 10},127.0.0.1:{p + 20}"
+    )
+    external = cluster.model_copy(update={"kafka_bootstrap": "k1:9092,k2:9092"})
+    assert kl.cluster_bootstrap(external, 3) == "k1:9092,k2:9092"
+
+
+def test_overlapping_node_ports_are_refused(cluster: Settings) -> None:
+    clash = cluster.model_copy(update={"kafka_controller_port": cluster.kafka_port + 10})
+    with pytest.raises(kl.BrokerError, match="overlap"):
+        kl.cluster_nodes(clash, 3)
+    with pytest.raises(kl.BrokerError, match="at least one broker"):
+        kl.cluster_nodes(cluster, 0)
+
+
+def test_replication_and_topic_settings() -> None:
+    assert [kl.replication_for(n) for n in (1, 2, 3, 5)] == [(1, 1), (2, 1), (3, 2), (3, 2)]
+    s = Settings(partitions=4)
+    topics = kl.topic_settings(s, replication=3, min_insync=2)
+    assert set(topics) == set(s.topics.all())
+    for name, topic in topics.items():
+        assert topic.num_partitions == 4 and topic.replication_factor == 3
+        assert topic.topic_configs["min.insync.replicas"] == "2"
+        policy = topic.topic_configs.get("cleanup.policy")
+        assert policy == ("compact" if name in s.topics.compacted else None), name
+    single = kl.topic_settings(s)
+    assert all(t.replication_factor == 1 for t in single.values())
+    assert "min.insync.replicas" not in (single[s.topics.usage_monthly].topic_configs or {})
+
+
+def test_cluster_nodes_share_one_cluster_id(
+    cluster: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kl, "_java", lambda: "/usr/bin/java")
+    formatted: list[list[str]] = []
+
+    def fake_format(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        formatted.append(cmd)
+        props = parse_properties(Path(cmd[cmd.index("-c") + 1]).read_text())
+        data = Path(props["log.dirs"])
+        data.mkdir(parents=True)
+        (data / "meta.properties").write_text(f"cluster.id={cmd[cmd.index('-t') + 1]}\n")
+        return subprocess.CompletedProcess(cmd, 0, stdout="")
+
+    monkeypatch.setattr("infra.kafka_local.subprocess.run", fake_format)
+    assert kl.format_cluster(cluster, 3, Path("/jars")) is True
+    assert len(formatted) == 3
+    ids = {cmd[cmd.index("-t") + 1] for cmd in formatted}
+    assert len(ids) == 1
+    assert all("--standalone" not in cmd for cmd in formatted)
+    for node in kl.cluster_nodes(cluster, 3):
+        assert node.paths.server_properties.is_file()
+        assert node.paths.log4j_properties.is_file()
+
+    assert kl.format_cluster(cluster, 3, Path("/jars")) is False  # all formatted: kept
+    assert len(formatted) == 3
+    lost = kl.cluster_nodes(cluster, 3)[1].paths.data
+    shutil.rmtree(lost)  # one node's storage lost: only it is formatted, with the same id
+    assert kl.format_cluster(cluster, 3, Path("/jars")) is True
+    assert len(formatted) == 4 and formatted[-1][formatted[-1].index("-t") + 1] in ids
+
+
+async def test_status_and_stop_of_a_cluster_that_is_not_running(cluster: Settings) -> None:
+    for node in kl.cluster_nodes(cluster, 3):
+        node.paths.root.mkdir(parents=True)
+        node.paths.pid_file.write_text("999999999\n")  # stale
+    assert "not running" in kl.stop(cluster)
+    st = await kl.status(cluster)
+    assert st["running"] is False and st["mode"] == "local"
+    assert kl.node_pid(cluster, 3, 2) is None
+    assert kl.kill_node(cluster, 3, 2) is None
+
+
+async def replicas(bootstrap: str, topic: str) -> list[int]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return [len(part["replicas"]) for part in described["partitions"]]
+
+
+def free_cluster_base() -> int:
+    """A port p below the ephemeral range with p, p+1, p+10, p+11, p+20 and p+21 free."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000)
+        if all(kl.port_is_free(base + step) for step in (0, 1, 10, 11, 20, 21)):
+            return base
+    raise RuntimeError("no free ports for a three-node cluster")
+
+
+@pytest.mark.integration
+def test_real_three_node_cluster_survives_a_node_killed(tmp_path: Path) -> None:
+    """Topics replicated 3 times with min.insync.replicas=2: with one node SIGKILLed the
+    idempotent producer (acks=all) still writes; the node comes back on its storage."""
+    from infra.kafka import make_producer
+
+    port = free_cluster_base()
+    s = Settings(home=tmp_path / "home", kafka_port=port, kafka_controller_port=port + 1)
+    s = s.model_copy(update={"partitions": 3})
+    bootstrap = kl.cluster_bootstrap(s, 3)
+    try:
+        info = kl.up(s, 3)
+        assert info.started and info.brokers == 3 and len(info.pids) == 3
+        assert info.bootstrap == bootstrap
+        configs = asyncio.run(kl.topic_configs(bootstrap, [s.topics.decisions]))
+        assert configs[s.topics.decisions]["min.insync.replicas"] == "2"
+        assert asyncio.run(replicas(bootstrap, s.topics.decisions)) == [3, 3, 3]
+        st = kl.info(s)
+        assert st["mode"] == "local cluster" and st["running"] and st["reachable"]
+        assert [n["node"] for n in st["nodes"]] == [1, 2, 3]
+
+        killed = kl.kill_node(s, 3, 2)
+        assert killed is not None and kl.node_pid(s, 3, 2) is None
+
+        async def write() -> None:
+            producer = make_producer(Settings(kafka_bootstrap=bootstrap), request_timeout_ms=60000)
+            await producer.start()
+            try:
+                for i in range(20):
+                    key = f"r{i}".encode()
+                    await (await producer.send(s.topics.decisions, key=key, value=b"{}"))
+            finally:
+                await producer.stop()
+
+        asyncio.run(write())
+        again = kl.up(s, 3)
+        assert again.started and "started node(s) 2" in again.notes
+        assert "reused existing storage" in again.notes
+        assert kl.node_pid(s, 3, 2) == again.pids[1]
+    finally:
+        print(kl.down(s))
+    assert kl.info(s)["running"] is False
+
+
+def test_cli_infra_up_takes_the_number_of_brokers(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+    import os
+
+    from entrypoints import cli
+    from infra.settings import get_settings
+
+    for name in [name for name in os.environ if name.startswith("SPACES_")]:
+        monkeypatch.delenv(name)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    seen: list[int] = []
+
+    def fake_up(settings: Settings, brokers: int = 1) -> kl.BrokerInfo:
+        seen.append(brokers)
+        return kl.BrokerInfo(
+            bootstrap=kl.cluster_bootstrap(settings, brokers),
+            external=False,
+            pid=1,
+            started=True,
+            start_seconds=1.0,
+            total_seconds=1.0,
+            brokers=brokers,
+        )
+
+    monkeypatch.setattr(kl, "up", fake_up)
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["infra", "up", "--brokers", "3"]) == 0
+        out = capsys.readouterr().out
+        assert "local cluster of 3" in out and "127.0.0.1:19112" in out
+        assert cli.main(["infra", "up"]) == 0
+        assert "(local;" in capsys.readouterr().out
+        assert seen == [3, 1]
+        assert cli.main(["infra", "up", "--brokers", "0"]) == cli.EXIT_USAGE
+        assert seen == [3, 1]
+    finally:
+        get_settings.cache_clear()
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -6,6 +6,7 @@ what a batch writes, what stays in memory, and the guard against a stale state.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from consumers.authority import RoomAuthority
+from infra import tick_signature
 from infra.db import Database, OutboxRow, ProcessedInput, RoomRow, StaleState
 from infra.settings import Settings, Topics
 from schemas.inputs import AnyInput, Checkin, ClockTick, RoomConfigured
@@ -29,7 +31,11 @@ class Rec:
         self.timestamp = 0
         self.key: bytes | None = event.room_id.encode()
         self.value: bytes | None = event.model_dump_json().encode()
-        self.headers: list[tuple[str, bytes]] = []
+        self.headers: list[tuple[str, bytes]] = (
+            tick_signature.headers_for(Settings(), self.key, self.value)
+            if event.type == "clock.tick"
+            else []
+        )
 
 
 def configured(room_id: str) -> RoomConfigured:
@@ -78,7 +84,7 @@ async def test_a_tick_with_nothing_to_do_writes_nothing(db: Database) -> None:
     before = (await count(db, OutboxRow), await count(db, ProcessedInput))
     async with db.session() as session:
         version = await session.scalar(select(RoomRow.version))
-    tick = ClockTick(event_id=uuid.uuid4(), occurred_at=NOW + timedelta(minutes=1), room_id="r1")
+    tick = ClockTick(event_id=uuid.uuid4(), occurred_at=NOW, room_id="r1")
     await decide(db, authority, [Rec(topics.capacity, 1, tick)])
     assert (await count(db, OutboxRow), await count(db, ProcessedInput)) == before
     async with db.session() as session:
@@ -117,3 +123,65 @@ async def test_a_room_changed_behind_its_owners_back_is_not_overwritten(db: Data
     async with db.session() as session:
         occupancy = await session.scalar(select(RoomRow.occupancy))
     assert occupancy == 4  # both admissions count: nothing was overwritten
+
+
+async def outbox(db: Database, topic: str) -> list[dict[str, object]]:
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(OutboxRow.value).where(OutboxRow.topic == topic).order_by(OutboxRow.id)
+        )
+        return [json.loads(value) for value in rows]
+
+
+async def test_an_event_id_reused_with_other_content_is_dead_lettered_once(db: Database) -> None:
+    """Issue 7: the reuse was skipped as a duplicate; an exact re-send still is (silently)."""
+    topics = Topics()
+    authority = RoomAuthority(db.settings, clock=lambda: NOW)
+    first = walk_in("r1")
+    other = first.model_copy(update={"party_size": 5})
+    batch = [Rec(topics.capacity, 0, configured("r1")), Rec(topics.checkins, 0, first)]
+    batch.append(Rec(topics.checkins, 1, other))  # in the same batch
+    await decide(db, authority, batch)
+    # In a later batch: the exact re-send, the reuse again, and the reuse redelivered.
+    later = [Rec(topics.checkins, 2, first), Rec(topics.checkins, 3, other)]
+    await decide(db, authority, later)
+    await decide(db, authority, [Rec(topics.checkins, 3, other)])
+    letters = await outbox(db, topics.dead_letters)
+    assert [
+        (x["offset"], "already used for a different input" in str(x["reason"])) for x in letters
+    ] == [
+        (1, True),
+        (3, True),
+    ]
+    assert f"{topics.checkins}[0]@0" in str(letters[0]["reason"])
+    decisions = await outbox(db, topics.decisions)
+    assert [d["caused_by"] for d in decisions].count(str(first.event_id)) == 1
+    room = authority.rooms["r1"]
+    assert room is not None and room.occupancy == 2
+
+
+async def test_unsigned_forged_and_future_ticks_are_refused_with_a_reason(db: Database) -> None:
+    topics = Topics()
+    authority = RoomAuthority(db.settings, clock=lambda: NOW)
+    await decide(db, authority, [Rec(topics.capacity, 0, configured("r1"))])
+    unsigned = Rec(
+        topics.capacity, 1, ClockTick(event_id=uuid.uuid4(), occurred_at=NOW, room_id="r1")
+    )
+    unsigned.headers = []
+    forged = Rec(
+        topics.capacity, 2, ClockTick(event_id=uuid.uuid4(), occurred_at=NOW, room_id="r1")
+    )
+    forged.headers = [(tick_signature.HEADER, b"0" * 64)]
+    ahead = NOW + timedelta(seconds=6)
+    future = Rec(
+        topics.capacity, 3, ClockTick(event_id=uuid.uuid4(), occurred_at=ahead, room_id="r1")
+    )
+    within = Rec(
+        topics.capacity,
+        4,
+        ClockTick(event_id=uuid.uuid4(), occurred_at=NOW + timedelta(seconds=5), room_id="r1"),
+    )
+    assert isinstance(authority.parse(within), ClockTick)
+    for record, why in ((unsigned, "signature"), (forged, "signature"), (future, "6s ahead")):
+        reason = authority.parse(record)
+        assert isinstance(reason, str) and why in reason, reason

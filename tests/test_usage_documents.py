@@ -110,16 +110,16 @@ def test_version_1_documents_are_read_and_folded_on() -> None:
     assert close_month(center, "2026-11", NOW)[0].open_hours == expected
 
 
-def test_version_3_is_written_and_reads_back_the_same() -> None:
+def test_version_4_is_written_and_reads_back_the_same() -> None:
     center = CenterUsage.from_json(CENTER_V1)
     room = RoomUsage.from_json(ROOM_A_V1)
     fold(room, center, checkout(kst(11, 10, 11), 1, 2), NOW)
     fold(room, center, checkout(kst(11, 10, 12), 1, 1), NOW)
     document = center.to_json()
-    assert document["version"] == STATE_VERSION == 3
+    assert document["version"] == STATE_VERSION == 4
     assert document["occupancy"] == {ROOM_A: 1, ROOM_B: 4}
     room_document = room.to_json()
-    assert room_document["version"] == 3
+    assert room_document["version"] == 4
     assert room_document["capacities"] == [["2026-10-20", 20]]  # learnt from the check-outs
     assert (room_document["occupancy"], room_document["occupied_since"]) == (
         1,
@@ -179,7 +179,7 @@ def test_version_2_documents_are_read_and_learn_what_they_did_not_keep() -> None
     assert out[f"room:{ROOM_A}:2026-11"].occupancy_utilization == round(
         10 / (20 * NOVEMBER_OPEN_HOURS_A), 4
     )
-    assert room.to_json()["version"] == center.to_json()["version"] == 3
+    assert room.to_json()["version"] == center.to_json()["version"] == 4
 
 
 def test_a_month_closed_under_version_2_keeps_its_figures() -> None:

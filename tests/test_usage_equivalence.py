@@ -114,6 +114,7 @@ ADDED_FIELDS = {
     "no_show_rate",
     "peak_at",
     "peak_hour",
+    "occupancy_by_weekday_hour",
 }
 REVISION_FIELDS = {"revision", "revised_after_close"}
 ADDED_COUNTS = ("person_seconds", "bookings_attended")
@@ -123,6 +124,7 @@ ADDED_MONTH_KEYS = (
     "attendance_counted",
     "revision",
     "revised_after_close",
+    "slots",
 )
 ADDED_ROOM_KEYS = ("capacities", "occupancy", "occupied_since")
 
@@ -156,7 +158,30 @@ def only_months_of(mine: dict[str, Any], expected: dict[str, Any]) -> dict[str, 
         record = mine["months"][month]
         assert not any(record["counts"].get(c) for c in usage.COUNTERS if c not in ADDED_COUNTS)
         assert record["peak_occupancy"] == 0 and not record["members"]
-    return {**mine, "months": {m: r for m, r in mine["months"].items() if m not in extra}}
+    trimmed = {**mine, "months": {m: r for m, r in mine["months"].items() if m not in extra}}
+    if extra:
+        # Such a month, while open, still needs the opening hours of its days: the fold
+        # may keep periods the reference (which never had the month) already pruned.
+        if "periods" in mine:
+            trimmed["periods"] = older_periods_dropped(mine["periods"], expected["periods"])
+        if isinstance(mine.get("rooms"), dict):
+            trimmed["rooms"] = {
+                room_id: (tz, older_periods_dropped(periods, expected["rooms"][room_id][1]))
+                if room_id in expected["rooms"]
+                else (tz, periods)
+                for room_id, (tz, periods) in mine["rooms"].items()
+            }
+    return trimmed
+
+
+def older_periods_dropped(mine: list[Any], expected: list[Any]) -> list[Any]:
+    """``mine`` without periods that took effect before all of ``expected``'s (kept for
+    an open month the reference lacks); the rest must be ``expected``'s exactly."""
+    if not expected or len(mine) <= len(expected):
+        return mine
+    kept = mine[len(mine) - len(expected) :]
+    assert all(old[0] < expected[0][0] for old in mine[: len(mine) - len(expected)])
+    return kept
 
 
 def room_known(document: dict[str, Any]) -> dict[str, Any]:

@@ -24,17 +24,22 @@ from tests.test_usage import CENTER, NOW, admitted, checkout, configured, confir
 PER_ROOM = ("_open_minutes", "_steps", "_prune_periods", "_segments")
 PER_KIND = ("_dst_corrections",)
 """Per kind of opening hours (time zone, opens, closes): as many in both centers (eight)."""
+PER_STAY = ("_add_hour_part", "_add_full_days")
+"""The heatmap's split of a stay into weekday-hour slots: hour-by-hour steps of its partial
+first and last days (and DST days), plain whole days in bulk per month."""
+
+
+ZONES = ("Asia/Seoul", "UTC", "America/New_York", "Pacific/Kiritimati")
 
 
 def center_of(size: int) -> tuple[dict[str, RoomUsage], CenterUsage]:
     """``size`` rooms in four time zones; every other one changed its hours in November."""
-    zones = ("Asia/Seoul", "UTC", "America/New_York", "Pacific/Kiritimati")
     rooms: dict[str, RoomUsage] = {}
     center = CenterUsage("center-1")
     for index in range(size):
         room_id = f"room-{index:04d}"
         room = rooms[room_id] = RoomUsage(room_id)
-        zone = zones[index % len(zones)]
+        zone = ZONES[index % len(ZONES)]
         fold(room, center, configured(kst(10, 1 + index % 28), room_id, tz=zone), NOW)
         if index % 2:
             later = configured(kst(11, 1 + index % 28), room_id, closes="20:00", tz=zone)
@@ -51,8 +56,11 @@ def work(
     *before, last = decisions()
     for decision in before:
         fold(rooms[decision.room_id], center, decision, NOW)
+    for zone in ZONES:  # the heatmap's denominators: pure, cached per zone and month
+        for month in ("2026-10", "2026-11", "2026-12", "2027-01", "2027-02", "2027-03"):
+            usage._slot_seconds(zone, month)
     calls: Counter[str] = Counter()
-    for name in PER_ROOM + PER_KIND:
+    for name in PER_ROOM + PER_KIND + PER_STAY:
         original = getattr(usage, name)
 
         def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
@@ -115,6 +123,9 @@ CASES: dict[str, Callable[[], list[AnyDecision]]] = {
     "a change of capacity": lambda: [capacity_changed(kst(11, 29, 8), ROOM, 12)],
     "a check-out hours later (person-hours)": lambda: [checkout(kst(11, 28, 18), 1, 0, room=ROOM)],
     "the closing check-out": lambda: [closing_checkout(kst(11, 28, 23), ROOM, 1)],
+    "a check-out after a stay of three months (heatmap)": lambda: [
+        checkout(kst(2, 28, 12, year=2027), 1, 0, room=ROOM)
+    ],
     "a check-in for a booking": lambda: [
         confirmed("b1", "m1", kst(11, 28, 12), kst(11, 28, 14), room=ROOM),
         attended(kst(11, 28, 12), ROOM, "b1"),
@@ -132,10 +143,26 @@ def test_folding_one_decision_does_not_depend_on_the_number_of_rooms(
     assert sum(n for name, n in large.items() if name in PER_ROOM) <= 8
 
 
+@pytest.mark.parametrize(
+    ("until", "months"),
+    [(kst(11, 28, 12), 1), (kst(12, 28, 12), 2), (kst(2, 28, 12, year=2027), 4)],
+)
+def test_the_heatmap_of_a_stay_costs_the_same_however_long_it_was(
+    monkeypatch: pytest.MonkeyPatch, until: datetime, months: int
+) -> None:
+    """A stay that began at 10:00 on Nov 28 ends: at most a day's hours step by step at
+    each end, and one bulk addition of whole days per month between."""
+    calls = work(monkeypatch, 10, lambda: [checkout(until, 1, 0, room=ROOM)])
+    assert calls["_add_hour_part"] <= 2 * 24
+    assert calls["_add_full_days"] <= months
+
+
 def test_a_check_in_computes_no_open_minutes_of_a_month_it_computed_before(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert work(monkeypatch, 1000, CASES["a check-in"]) == Counter()
+    calls = work(monkeypatch, 1000, CASES["a check-in"])
+    assert {name: n for name, n in calls.items() if name not in PER_STAY} == {}
+    assert calls["_add_hour_part"] == 1  # the hour since the last admission, to its slot
 
 
 def test_the_center_figures_of_a_large_center_are_the_sums_over_its_rooms() -> None:

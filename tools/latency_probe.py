@@ -27,7 +27,7 @@ async def main():
                **{f"SPACES_TOPIC_{n.upper()}": getattr(topics, n) for n in Topics.model_fields})
     cmd = [sys.executable, "-m", "entrypoints.cli", "run"] + (["--only", ONLY] if ONLY else [])
     proc = subprocess.Popen(cmd, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]), env=env, stdout=open(f"/tmp/spaces-scale/{sfx}.log","w"), stderr=subprocess.STDOUT)
-    cons = AIOKafkaConsumer(topics.decisions, bootstrap_servers=s.bootstrap, auto_offset_reset="latest")
+    cons = AIOKafkaConsumer(topics.decisions, bootstrap_servers=s.bootstrap, auto_offset_reset="latest", isolation_level="read_committed")
     await cons.start()
     # wait for configured decisions
     await asyncio.sleep(6)

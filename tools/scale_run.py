@@ -57,7 +57,7 @@ async def main():
     pspy = None
     if prof:
         pspy = subprocess.Popen(["py-spy", "record", "-r", "50", "-f", "raw", "-o", prof, "-p", str(proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    cons = AIOKafkaConsumer(topics.decisions, topics.usage_monthly, bootstrap_servers=s.bootstrap, auto_offset_reset="earliest")
+    cons = AIOKafkaConsumer(topics.decisions, topics.usage_monthly, bootstrap_servers=s.bootstrap, auto_offset_reset="earliest", isolation_level="read_committed")
     await cons.start()
     want = len(ev); got = 0; first = None; last = None; lastu = None; t0 = time.time(); lastprog = time.time(); nagg = 0
     while got < want:

@@ -22,6 +22,7 @@ from schemas.decisions import (
     CheckinDenied,
     CheckinDenyReason,
     CheckoutRecorded,
+    CheckoutRejected,
 )
 from schemas.inputs import Checkin, Checkout
 
@@ -53,6 +54,11 @@ def checkin(room: Room | None, event: Checkin, d: Decider, policy: Policy) -> No
 
     if room is None:
         return deny("unknown_room")
+    tolerance = policy.kiosk_clock_tolerance
+    if tolerance is not None and event.occurred_at - d.now > tolerance:
+        # A kiosk clock running ahead would be judged at a time that has not come: it
+        # could take tomorrow's booked places or find the room closed. Refused, answered.
+        return deny("clock_skew")
     at = event.occurred_at
     # Opening hours are judged when the people stood at the door; a late check-in from
     # before the last closing check-out describes people who have already left.
@@ -129,7 +135,18 @@ def _leaves_room_for_bookings(
     return places_left >= 0 and room.booked_peak_within(at, max(until, at), early, places_left)
 
 
-def checkout(room: Room, event: Checkout, d: Decider) -> None:
+def checkout(room: Room | None, event: Checkout, d: Decider) -> None:
+    if room is None:
+        d.add(
+            CheckoutRejected(
+                **d.common(event.room_id),
+                kiosk_id=event.kiosk_id,
+                party_size=event.party_size,
+                member_id=event.member_id,
+                reason="unknown_room",
+            )
+        )
+        return
     room.occupancy = max(0, room.occupancy - event.party_size)
     d.add(
         CheckoutRecorded(

@@ -17,7 +17,12 @@ from domain.capacity.decider import Decider
 from domain.capacity.holds import Overlaps, Overload
 from domain.capacity.room import Room
 from domain.capacity.sessions import promote_everywhere
-from schemas.decisions import CapacityChanged, Decision, RoomConfiguredDecision
+from schemas.decisions import (
+    CapacityChanged,
+    CapacityRejected,
+    Decision,
+    RoomConfiguredDecision,
+)
 from schemas.inputs import BookingMode, RoomCapacityChanged, RoomConfigured
 
 
@@ -152,7 +157,14 @@ def conflicting_sessions(
     ]
 
 
-def change_capacity(room: Room, event: RoomCapacityChanged, d: Decider) -> None:
+def change_capacity(room: Room | None, event: RoomCapacityChanged, d: Decider) -> None:
+    if room is None:
+        d.add(
+            CapacityRejected(
+                **d.common(event.room_id), capacity=event.capacity, reason="unknown_room"
+            )
+        )
+        return
     previous = room.capacity
     room.capacity = event.capacity
     conflicts = _Conflicts(room)

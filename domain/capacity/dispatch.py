@@ -46,9 +46,9 @@ def decide(
     ``room`` is None while the room is unknown. ``now`` is when the input is
     decided; it must be timezone-aware. ``seen_booking_ids`` answers whether a booking id
     was answered in this room before, beyond the bookings its state still holds (the
-    caller's memory of every id; see ``domain.capacity.bookings``). Raises
-    ``Unprocessable`` for inputs the contract has no decision for (they go to
-    dead-letters with the reason).
+    caller's memory of every id; see ``domain.capacity.bookings``). Every input that names
+    a room gets its primary decision (an unknown room's check-out or capacity change is
+    rejected ``unknown_room``); ``Unprocessable`` remains for an input type with no rule.
     """
     if isinstance(event, RoomConfigured):
         return configure_room(room, event, now)
@@ -60,11 +60,6 @@ def decide(
     d = Decider(event.event_id, event.event_id, room, now)
     match event:
         case RoomCapacityChanged():
-            if room is None:
-                raise Unprocessable(
-                    f"room.capacity_changed for unknown room {event.room_id!r}: "
-                    "send room.configured for it first"
-                )
             change_capacity(room, event, d)
         case SessionScheduled():
             schedule_session(room, event, d)
@@ -79,8 +74,6 @@ def decide(
         case Checkin():
             checkin(room, event, d, policy)
         case Checkout():
-            if room is None:
-                raise Unprocessable(f"checkout for unknown room {event.room_id!r}")
             checkout(room, event, d)
         case _:  # pragma: no cover - the union above is exhaustive
             raise Unprocessable(f"no rule for input type {event.type!r}")

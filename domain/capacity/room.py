@@ -45,6 +45,9 @@ class Policy:
     early_arrival: timedelta = timedelta(minutes=15)
     """A booked party (or attendees) may come this early; the room is held for them from then."""
     late_tolerance: timedelta = timedelta(minutes=10)
+    kiosk_clock_tolerance: timedelta | None = None
+    """A check-in stamped further ahead of the decision time than this is denied
+    ``clock_skew``; None (replaying history at event time) judges no kiosk clock."""
 
 
 @lru_cache(maxsize=64)

@@ -2,7 +2,9 @@
 // whenever /api/events (server-sent events) says the data changed. No dependencies.
 "use strict";
 
-const state = { center: null, month: null, centers: [], usage: null, occupancy: null };
+const state = {
+  center: null, month: null, centers: [], usage: null, occupancy: null, heatmapScope: "center",
+};
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -91,7 +93,7 @@ async function loadCenters() {
   const select = $("center-select");
   select.replaceChildren(
     ...data.centers.map((c) =>
-      el("option", { value: c.center_id, text: `${c.center_id} (${c.rooms}개 공간)` })
+      el("option", { value: c.center_id, text: `${c.name || c.center_id} (${c.rooms}개 공간)` })
     )
   );
   const wanted = readUrl();
@@ -104,7 +106,7 @@ async function loadCenters() {
 
 async function refresh() {
   if (!state.center) {
-    showError("아직 데이터가 없습니다 · no centers in the database yet");
+    showError("아직 데이터가 없습니다 · nothing read from usage-monthly or occupancy yet");
     return;
   }
   const q = `center=${encodeURIComponent(state.center)}&month=${encodeURIComponent(state.month)}`;
@@ -134,10 +136,13 @@ function render() {
   const u = state.usage;
   $("csv-link").href = `/api/usage.csv?center=${encodeURIComponent(u.center_id)}&month=${u.month}`;
   $("csv-link").setAttribute("download", `usage-${u.center_id}-${u.month}.csv`);
+  $("report-link").href =
+    `/report?center=${encodeURIComponent(u.center_id)}&month=${encodeURIComponent(u.month)}`;
   renderHead(u);
   renderKpis(u.center);
   renderChart(u.months, u.month);
   renderRooms(u);
+  renderHeatmapCard(u);
   renderOccupancy(state.occupancy.rooms);
   const now = new Date();
   $("updated").textContent = "갱신 " + now.toLocaleTimeString("ko-KR", { hour12: false });
@@ -148,7 +153,9 @@ function render() {
 
 function renderHead(u) {
   const [y, m] = u.month.split("-");
-  $("month-title").textContent = `${u.center_id} · ${y}년 ${Number(m)}월`;
+  // The center's name (from the occupancy topic); its id only when no room gave one.
+  $("month-title").textContent = `${u.center_name || u.center_id} · ${y}년 ${Number(m)}월`;
+  $("month-title").title = u.center_id;
   const status = $("month-status");
   const parts = statusBadges(u.center);
   if (!u.center.final) parts.push(badge("집계 중", "open", "open month: figures still change"));
@@ -407,6 +414,22 @@ function renderOccupancy(rooms) {
     : "";
 }
 
+function renderHeatmapCard(u) {
+  const select = $("heatmap-scope");
+  const options = [["center", `${u.center_name || u.center_id} 전체 · all rooms`],
+    ...u.rooms.map((r) => [r.room_id, r.name])];
+  if (!options.some(([v]) => v === state.heatmapScope)) state.heatmapScope = "center";
+  select.replaceChildren(...options.map(([value, text]) => el("option", { value, text })));
+  select.value = state.heatmapScope;
+  const agg = state.heatmapScope === "center"
+    ? u.center : u.rooms.find((r) => r.room_id === state.heatmapScope);
+  const box = $("heatmap");
+  const max = renderHeatmap(box, agg.occupancy_by_weekday_hour, `heatmap ${state.heatmapScope}`);
+  box.dataset.scope = state.heatmapScope;
+  box.dataset.month = u.month;
+  $("heatmap-max").textContent = `${fmtHours(max)}명`;
+}
+
 // --- interaction & live updates -------------------------------------------------------
 
 function selectMonth(month) {
@@ -429,6 +452,20 @@ function connectLive() {
     live.className = "live off";
     $("live-text").textContent = "재연결 중…";
   };
+  // A room's new figure, pushed by the occupancy subscriber: drawn at once, no refetch.
+  source.addEventListener("occupancy", (event) => {
+    const room = JSON.parse(event.data);
+    if (!state.occupancy || room.center_id !== state.center) return;
+    const rooms = state.occupancy.rooms;
+    const i = rooms.findIndex((r) => r.room_id === room.room_id);
+    if (i < 0) {
+      scheduleRefresh();  // a new room: its usage row too
+      return;
+    }
+    rooms[i] = { ...rooms[i], ...room };
+    renderOccupancy(rooms);
+    $("live").dataset.version = String(room.version);
+  });
   source.addEventListener("update", (event) => {
     // The first event after (re)connecting carries the current version: refetch then too,
     // so nothing written between the page load and the connection is missed.
@@ -446,6 +483,10 @@ async function main() {
     refresh();
   });
   $("month-input").addEventListener("change", (e) => selectMonth(e.target.value));
+  $("heatmap-scope").addEventListener("change", (e) => {
+    state.heatmapScope = e.target.value;
+    if (state.usage) renderHeatmapCard(state.usage);
+  });
   try {
     await loadCenters();
   } catch (error) {
