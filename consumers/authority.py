@@ -70,9 +70,9 @@ def _fingerprint(room: Room | None) -> tuple[Any, ...]:
     return (room.last_closing, len(room.bookings), len(room.sessions), room.occupancy)
 
 
-def _gauge(room: Room | None) -> tuple[int, int, str] | None:
-    """What an ``occupancy`` message says: a renamed room is published again too."""
-    return None if room is None else (room.occupancy, room.capacity, room.name)
+def _gauge(room: Room | None) -> tuple[int, int, str, str | None] | None:
+    """What an ``occupancy`` message says: a renamed room (or center) is published again."""
+    return None if room is None else (room.occupancy, room.capacity, room.name, room.center_name)
 
 
 class RoomAuthority:
@@ -205,6 +205,7 @@ class RoomAuthority:
                 capacity=room.capacity,
                 as_of=now,
                 room_name=room.name,
+                center_name=room.center_name,
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

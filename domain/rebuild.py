@@ -48,6 +48,7 @@ def apply(room: Room | None, decision: AnyDecision) -> Room | None:
             decision.opens,
             decision.closes,
             decision.timezone,
+            decision.center_name,
         )
     if room is None:
         return None

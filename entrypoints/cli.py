@@ -14,7 +14,7 @@ import dataclasses
 import json
 import logging
 import sys
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -26,12 +26,12 @@ import typer
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 # typer (0.29) vendors click: its usage errors live here and nowhere public.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
+from entrypoints.progress import progress_bar
 from infra.observability import configure_cli_logging
 from infra.settings import Settings, get_settings
 from schemas.common import Identifier
@@ -1086,34 +1086,7 @@ def occupancy(
     return EXIT_OK
 
 
-# --- progress -------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def progress_bar(
-    description: str, total: float | None = None, *, console: Console | None = None
-) -> Iterator[Callable[..., None]]:
-    """A progress bar on stderr for a long step; yields ``update(done, total=None)``.
-
-    Draws nothing when stderr is not a terminal (CI logs, pipes). ``replay`` uses it; the
-    demo can too: ``with progress_bar("replaying days", total=len(days)) as update:``.
-    """
-    console = console or Console(stderr=True)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
-    with progress:
-        task = progress.add_task(description, total=total)
-
-        def update(done: float, total: float | None = None) -> None:
-            progress.update(task, completed=done, total=total)
-
-        yield update
+# --- progress: entrypoints/progress.py (the demo and the bench draw the same bars) ---
 
 
 # --- schemas, replay, demo, report, dashboard -----------------------------------------

@@ -32,6 +32,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from consumers.statistics import close_months
+from entrypoints.progress import progress_bar
 from entrypoints.service import Services
 from infra import kafka_local
 from infra.db import Database, OutboxRow, ProcessedInput, RoomRow, is_sqlite
@@ -128,13 +129,15 @@ class Driver:
             await asyncio.sleep(0.05)
 
     async def replay_days(self, days: list[Day]) -> None:
-        for number, day in enumerate(days, 1):
-            await self.send(day.events)
-            await self.settled()
-            await self.send(list(day.ticks))
-            await self.settled()
-            if number % 15 == 0 or number == len(days):
-                print(f"  {day.date.isoformat()}: {self.sent:,} inputs decided", flush=True)
+        with progress_bar("days decided", total=len(days)) as advance:
+            for number, day in enumerate(days, 1):
+                await self.send(day.events)
+                await self.settled()
+                await self.send(list(day.ticks))
+                await self.settled()
+                advance(number)
+                if number % 15 == 0 or number == len(days):
+                    print(f"  {day.date.isoformat()}: {self.sent:,} inputs decided", flush=True)
 
 
 async def kiosk_hour(

@@ -271,6 +271,7 @@ def configuration(center: CenterPlan, at: datetime) -> list[RoomConfigured]:
             opens=room.opens,
             closes=room.closes,
             timezone=center.timezone,
+            center_name=center.name,
         )
         for room in center.rooms
     ]

@@ -80,6 +80,8 @@ class RoomConfiguredDecision(Decision):
     """On a reconfiguration: sessions not yet over the new rules no longer fit (v1.1)."""
     occupancy_over_capacity: Annotated[int, Field(ge=0)] = 0
     """Persons inside above the new capacity (v1.1); nobody is put out, arrivals wait."""
+    center_name: str | None = None
+    """The center's name, when the configuration gave one (v1.1)."""
 
 
 class CapacityChanged(Decision):

@@ -61,6 +61,9 @@ class RoomConfigured(InputEvent):
     opens: LocalTime
     closes: LocalTime
     timezone: TimeZoneName = "Asia/Seoul"
+    center_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    """The center's name as staff write it (contract v1.1): carried to ``occupancy`` so a
+    dashboard that reads only Kafka can head its page with it."""
 
     @model_validator(mode="after")
     def _one_opening_a_day(self) -> RoomConfigured:

@@ -278,6 +278,30 @@ def test_configure_creates_the_room() -> None:
     )
 
 
+def test_a_center_name_is_kept_in_the_decision_the_state_and_the_log() -> None:
+    """v1.1: dashboards that read only Kafka head their page with the center's name."""
+    from domain.capacity import Room
+    from domain.rebuild import apply
+
+    event = configured("club").model_copy(update={"center_name": "강남 공유센터"})
+    room, [decision] = decide(None, event, NOW)
+    assert room is not None and room.center_name == "강남 공유센터"
+    assert isinstance(decision, RoomConfiguredDecision)
+    assert decision.center_name == "강남 공유센터"
+    assert Room.from_json(json.loads(json.dumps(room.to_json()))).center_name == "강남 공유센터"
+    rebuilt = apply(None, decision)
+    assert rebuilt is not None and rebuilt.center_name == "강남 공유센터"
+    renamed = configured("club").model_copy(update={"center_name": "강남센터"})
+    room, _ = decide(room, renamed, NOW)
+    assert room is not None and room.center_name == "강남센터"
+    # Without a name (v1 producers) nothing is invented, and an old state still reads.
+    plain, [unnamed] = decide(None, configured("other"), NOW)
+    assert plain is not None and plain.center_name is None
+    assert isinstance(unnamed, RoomConfiguredDecision) and unnamed.center_name is None
+    old = {k: v for k, v in plain.to_json().items() if k != "center_name"}
+    assert Room.from_json(old).center_name is None
+
+
 def test_reconfigure_changes_the_rules_and_keeps_the_state() -> None:
     room = club()
     book(room, "b1")

@@ -370,6 +370,7 @@ async def test_service_to_dashboard_end_to_end(stack_settings: Settings, tmp_pat
             booking_mode="exclusive",
             opens="00:00",
             closes="24:00",
+            center_name="서산시민센터",
         )
 
     async with running(stack_settings, ("authority", "relay", "statistics")):
@@ -386,6 +387,7 @@ async def test_service_to_dashboard_end_to_end(stack_settings: Settings, tmp_pat
                 assert (await client.request(checkin)).type == "checkin.admitted"
         occupancy = await read_topic(stack_settings, stack_settings.topics.occupancy, expect=2)
         assert occupancy[0]["room_name"] == "동아리실 9"
+        assert occupancy[0]["center_name"] == "서산시민센터"  # from room.configured
         month = datetime.now(seoul).strftime("%Y-%m")
 
         async def counted() -> bool:
@@ -401,6 +403,7 @@ async def test_service_to_dashboard_end_to_end(stack_settings: Settings, tmp_pat
             usage = (await http.get(f"/api/usage?center=seosan&month={month}")).json()
             (shown,) = usage["rooms"]
             assert shown["name"] == "동아리실 9" and shown["visits"] == 6
+            assert usage["center_name"] == "서산시민센터"  # the page's heading
             assert usage["center"]["visits"] == 6
             live = (await http.get("/api/occupancy?center=seosan")).json()["rooms"]
             assert [(r["room_id"], r["occupancy"], r["capacity"]) for r in live] == [(room, 6, 15)]

@@ -36,11 +36,15 @@ def configure(
     opens: str,
     closes: str,
     timezone: str,
+    center_name: str | None = None,
 ) -> Room:
     """The room with these rules in force: a new room, or the same room's state kept."""
     if room is None:
-        return Room(room_id, center_id, name, capacity, booking_mode, opens, closes, timezone)
+        room = Room(room_id, center_id, name, capacity, booking_mode, opens, closes, timezone)
+        room.center_name = center_name
+        return room
     room.center_id, room.name, room.capacity = center_id, name, capacity
+    room.center_name = center_name
     room.booking_mode, room.opens, room.closes, room.timezone = (
         booking_mode,
         opens,
@@ -64,6 +68,7 @@ def configure_room(
         event.opens,
         event.closes,
         event.timezone,
+        event.center_name,
     )
     if room.last_closing is None:
         # Closings before the room existed (or while it was open around the clock) had
@@ -84,6 +89,7 @@ def configure_room(
             conflicting_booking_ids=[] if new else conflicting_bookings(room, now, conflicts),
             conflicting_session_ids=[] if new else conflicting_sessions(room, now, conflicts),
             occupancy_over_capacity=max(0, room.occupancy - room.capacity),
+            center_name=room.center_name,
         )
     )
     promote_everywhere(room, d)

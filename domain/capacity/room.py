@@ -237,6 +237,8 @@ class Room:
     sessions: dict[str, Session] = field(default_factory=_Tracked)
     last_closing: datetime | None = None
     """The last closing time at which everyone still inside was checked out."""
+    center_name: str | None = None
+    """The center's name, if its configuration gave one (shown by dashboards)."""
     _held: _HoldIndex | None = field(default=None, init=False, repr=False, compare=False)
     """Derived from ``bookings`` and ``sessions`` on demand; not part of the state."""
 
@@ -547,6 +549,7 @@ class Room:
             "bookings": [booking(b) for b in self.bookings.values()],
             "sessions": [session(s) for s in self.sessions.values()],
             "last_closing": self.last_closing.isoformat() if self.last_closing else None,
+            "center_name": self.center_name,
         }
 
     @classmethod
@@ -563,6 +566,7 @@ class Room:
             timezone=data["timezone"],
             occupancy=data["occupancy"],
             last_closing=ts(data["last_closing"]) if data["last_closing"] else None,
+            center_name=data.get("center_name"),
         )
         for b in data["bookings"]:
             room.bookings[b["booking_id"]] = Booking(
