@@ -32,6 +32,8 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from entrypoints.progress import progress_bar
+
 USAGE_FIELDS = (
     "visits",
     "checkins_denied",
@@ -253,8 +255,21 @@ class Watcher:
         finished = done or self.done
         started = time.perf_counter()
         self.progress_at = max(self.progress_at, started)
+        with progress_bar(f"{self.decisions_topic}: decided", total=self.expected) as advance:
+            return await self._wait(finished, alive, stall_s, max_s, started, advance)
+
+    async def _wait(
+        self,
+        finished: Callable[[], bool],
+        alive: Callable[[], str | None] | None,
+        stall_s: float,
+        max_s: float,
+        started: float,
+        advance: Callable[..., None],
+    ) -> Outcome:
         while True:
             now = time.perf_counter()
+            advance(self.decided)
             if finished():
                 return Outcome("done", "", now - started)
             if self._task is not None and self._task.done():
