@@ -13,16 +13,13 @@ bookings and can be large): the queries read just that field with a JSON path
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any, Literal, NamedTuple, TypedDict, get_args
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from infra.db import OutboxRow, RoomRow, UsageMonthlyRow, make_engine
+from infra.db import RoomRow, UsageMonthlyRow, make_engine
 from infra.settings import Settings
 from schemas.outputs import usage_key
 
@@ -114,15 +111,6 @@ class CenterSummary(TypedDict):
     rooms: int
 
 
-class RoomOccupancy(TypedDict):
-    room_id: str
-    center_id: str
-    name: str
-    occupancy: int
-    capacity: int
-    as_of: str | None
-
-
 class RoomInfo(NamedTuple):
     room_id: str
     name: str
@@ -141,15 +129,6 @@ def add_months(month: str, n: int) -> str:
 def month_range(last: str, count: int) -> list[str]:
     """``count`` months ending with ``last``, oldest first."""
     return [add_months(last, n) for n in range(-(count - 1), 1)]
-
-
-def local_iso(moment: datetime | None, timezone: str) -> str | None:
-    """RFC 3339 in ``timezone``; SQLite hands back naive UTC times."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(ZoneInfo(timezone)).isoformat()
 
 
 def empty_aggregate(scope: str, ident: str, month: str) -> Aggregate:
@@ -210,11 +189,6 @@ def normalise_aggregate(
 def room_name(room_id: str, name: object) -> str:
     """The name from the room's state, or its id when the state has none."""
     return str(name) if name else room_id
-
-
-def version_of(parts: Iterable[Any]) -> str:
-    text = "|".join("" if p is None else str(p) for p in parts)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 # --- the database, read-only ----------------------------------------------------------
@@ -336,51 +310,3 @@ async def center_history(session: AsyncSession, center: str, upto: str) -> list[
         .order_by(UsageMonthlyRow.month)
     )
     return [normalise_aggregate("center", center, m, v, bool(f)) for m, v, f in rows]
-
-
-async def occupancy(
-    session: AsyncSession, center: str | None, timezone: str
-) -> list[RoomOccupancy]:
-    """Every room's (or one center's rooms') occupancy now, ``as_of`` in ``timezone``."""
-    query = select(
-        RoomRow.room_id,
-        RoomRow.center_id,
-        _NAME,
-        RoomRow.occupancy,
-        RoomRow.capacity,
-        RoomRow.updated_at,
-    ).order_by(RoomRow.center_id, RoomRow.room_id)
-    if center is not None:
-        query = query.where(RoomRow.center_id == center)
-    return [
-        RoomOccupancy(
-            room_id=row.room_id,
-            center_id=row.center_id,
-            name=room_name(row.room_id, row.name),
-            occupancy=max(0, row.occupancy),
-            capacity=row.capacity,
-            as_of=local_iso(row.updated_at, timezone),
-        )
-        for row in await session.execute(query)
-    ]
-
-
-async def outbox_backlog(session: AsyncSession) -> int:
-    """Outbox rows not yet published."""
-    count = await session.scalar(
-        select(func.count(OutboxRow.id)).where(OutboxRow.published.is_(False))
-    )
-    return int(count or 0)
-
-
-async def data_version(session: AsyncSession) -> str:
-    """Changes whenever a room or a usage aggregate is written (or one disappears)."""
-    rooms = (
-        await session.execute(select(func.max(RoomRow.updated_at), func.count(RoomRow.room_id)))
-    ).one()
-    usage = (
-        await session.execute(
-            select(func.max(UsageMonthlyRow.updated_at), func.count(UsageMonthlyRow.key))
-        )
-    ).one()
-    return version_of([*rooms, *usage])
