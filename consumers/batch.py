@@ -17,13 +17,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy.exc import DBAPIError
 
 from infra.db import Database, StaleState
@@ -120,14 +120,20 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partitions are given up only between batches, after their offsets are committed."""
 
     def __init__(
-        self, lock: asyncio.Lock, buffer: TimeAlignedBuffer, handler: Handler[Any]
+        self,
+        lock: asyncio.Lock,
+        buffer: TimeAlignedBuffer,
+        handler: Handler[Any],
+        offsets_committed: Callable[[], Awaitable[None]],
     ) -> None:
         self.lock = lock
         self.buffer = buffer
         self.handler = handler
+        self.offsets_committed = offsets_committed
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         async with self.lock:
+            await self.offsets_committed()
             # Records fetched but not decided are read again, from the committed offsets,
             # by whoever owns the partitions next (maybe us). States kept in memory are
             # read again from the database: another member may change them meanwhile.
@@ -165,6 +171,8 @@ class EffectivelyOnceLoop:
         self.outbox_written = outbox_written
         """Set after each committed batch, so a relay in this process publishes at once."""
         self._lock = asyncio.Lock()
+        self._committing: asyncio.Future[None] | None = None
+        """The offset commit of the last batch, while in flight."""
         self.buffer = TimeAlignedBuffer(options.max_idle_s, options.topics)
         self.batches = 0
         self.consumer: AIOKafkaConsumer | None = None
@@ -174,7 +182,7 @@ class EffectivelyOnceLoop:
         consumer = make_group_consumer(self.settings, self.options.group_id, ())
         consumer.subscribe(
             list(self.options.topics),
-            listener=_WaitForBatch(self._lock, self.buffer, self.handler),
+            listener=_WaitForBatch(self._lock, self.buffer, self.handler, self._offsets_committed),
         )
         await consumer.start()
         self.consumer = consumer
@@ -216,13 +224,11 @@ class EffectivelyOnceLoop:
                     offsets: dict[TopicPartition, int] = {}
                     for record in records:
                         offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-                    try:
-                        await consumer.commit(offsets)
-                    except (CommitFailedError, IllegalStateError) as error:
-                        # The database already holds the batch; whoever owns these
-                        # partitions now will see its event ids and skip them.
-                        METRICS.inc(f"{name}_commit_failures_total")
-                        log.warning("offset commit failed", extra={"error": str(error)})
+                    # The offsets go to Kafka while the next batch is fetched and decided
+                    # (one commit in flight, in order): the database already holds this
+                    # batch, so the commit only saves a restart from reading it again.
+                    await self._offsets_committed()
+                    self._committing = asyncio.ensure_future(consumer.commit(offsets))
                     self.batches += 1
                     METRICS.inc(f"{name}_records_total", len(records))
                     METRICS.inc(f"{name}_batches_total")
@@ -244,8 +250,22 @@ class EffectivelyOnceLoop:
         finally:
             # Leaving the group here hands our partitions over at once (graceful SIGTERM).
             self.consumer = None
+            await self._offsets_committed()
             await consumer.stop()
             log.info("consumer stopped", extra={"group": self.options.group_id})
+
+    async def _offsets_committed(self) -> None:
+        """Wait for the offset commit in flight, if any (a rebalance waits for it too)."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        try:
+            await committing
+        except (CommitFailedError, IllegalStateError, KafkaError) as error:
+            # The database already holds the batch; whoever owns these partitions
+            # now will see its event ids and skip them.
+            METRICS.inc(f"{self.handler.name}_commit_failures_total")
+            log.warning("offset commit failed", extra={"error": str(error)})
 
     @staticmethod
     async def _lagging(

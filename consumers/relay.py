@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 from infra.db import Database, PendingMessage
-from infra.kafka import encode, make_reader, make_transactional_producer
+from infra.kafka import encode, make_reader, make_transactional_producer, partition_for
 from infra.observability import METRICS
 from infra.settings import Settings
 
@@ -55,6 +56,7 @@ class OutboxRelay:
         self.published = 0
         self.fenced = 0
         """Times another relay took over while this one led."""
+        self._partition_counts: dict[str, int] = {}
 
     def output_topics(self) -> tuple[str, ...]:
         topics = self.settings.topics
@@ -146,6 +148,7 @@ class OutboxRelay:
             self.settings, await self.db.outbox_transactional_id()
         )
         await producer.start()  # fences the relay before this one, aborts its transaction
+        self._partition_counts.clear()  # read again from this producer's metadata
         try:
             await self.recover()
             await self._publish_until(stop, producer)
@@ -215,9 +218,54 @@ class OutboxRelay:
     async def _transaction(self, producer: AIOKafkaProducer, rows: list[PendingMessage]) -> None:
         """Send ``rows`` and commit them, all or none (a fenced producer raises here)."""
         await producer.begin_transaction()
-        futures = [await self._send(producer, row) for row in rows]
-        await asyncio.gather(*futures)
+        await asyncio.gather(*await self._send_batches(producer, rows))
         await producer.commit_transaction()
+
+    async def _send_batches(
+        self, producer: AIOKafkaProducer, rows: list[PendingMessage]
+    ) -> list[asyncio.Future[Any]]:
+        """Queue ``rows`` as one record batch per partition, in order within each.
+
+        Keyed rows go to the partition Kafka's default partitioner picks for the key (the
+        one ``send`` would pick), appended to a batch we build: one ``send`` per row cost
+        the relay more than everything else it does. A row without a key is ``send`` on
+        its own (no order to keep), and so is one a fresh batch cannot hold.
+        """
+        batches: dict[tuple[str, int], BatchBuilder] = {}
+        futures: list[asyncio.Future[Any]] = []
+        for row in rows:
+            if row.key is None:
+                futures.append(await self._send(producer, row))
+                continue
+            where = (row.topic, partition_for(row.key, await self._partitions(producer, row.topic)))
+            batch = batches.get(where)
+            if batch is None:
+                batch = batches[where] = producer.create_batch()
+            if self._append(batch, row) is None:
+                # Full: it goes now, and the row starts the next batch of its partition.
+                futures.append(await producer.send_batch(batch, where[0], partition=where[1]))
+                batch = batches[where] = producer.create_batch()
+                if self._append(batch, row) is None:
+                    del batches[where]
+                    futures.append(await self._send(producer, row))
+        for (topic, partition), batch in batches.items():
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
+
+    @staticmethod
+    def _append(batch: BatchBuilder, row: PendingMessage) -> Any:
+        return batch.append(
+            timestamp=None,
+            key=(row.key or "").encode("utf-8"),
+            value=encode(row.value),
+            headers=[(HEADER, str(row.id).encode()), (UID_HEADER, row.uid.encode())],
+        )
+
+    async def _partitions(self, producer: AIOKafkaProducer, topic: str) -> int:
+        count = self._partition_counts.get(topic)
+        if count is None:
+            count = self._partition_counts[topic] = len(await producer.partitions_for(topic))
+        return count
 
     async def _mark(self, marking: asyncio.Queue[list[int]], marked: set[int]) -> None:
         while True:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select
 
 from domain.month_close import close_due, month_ends_at, zones_of
-from domain.usage import CenterUsage, RoomUsage, fold
+from domain.usage import CenterUsage, RoomUsage, fold_changes
 from infra.db import (
     ConsumerPositionRow,
     Database,
@@ -34,7 +34,7 @@ from infra.db import (
 from infra.observability import METRICS
 from infra.settings import Settings
 from schemas.decisions import DECISION_ADAPTER, AnyDecision
-from schemas.outputs import UsageMonthly
+from schemas.outputs import UsageMonthly, usage_key
 from service_layer.processing import Record, dead_letter, describe_validation_error
 
 log = logging.getLogger(__name__)
@@ -71,10 +71,14 @@ class UsageStatistics:
         self.versions: dict[str, int] = {}
         """Stored versions by scope id, of the rooms kept and the centers of this batch."""
         self.centers: dict[str, CenterUsage] = {}
+        """Centers kept between batches, as stored at ``versions`` (checked each batch)."""
         self.touched: set[str] = set()
+        self.touched_centers: set[str] = set()
+        """Centers the batch in flight may have changed (dropped if it rolls back)."""
         self.changed: set[str] = set()
         """Scope ids the batch in flight changed."""
-        self.pending: dict[str, UsageMonthly] = {}
+        self.pending: dict[str, tuple[UsageState, str]] = {}
+        """Aggregates the batch in flight changed: their state and month, by key."""
         self.positions: dict[tuple[str, int], int] = {}
         """Next offset per partition of the batch in flight, stored with its counts."""
 
@@ -104,16 +108,29 @@ class UsageStatistics:
                 RoomUsage(room_id) if found is None else RoomUsage.from_json(found.state)
             )
             self.versions[scope_id("room", room_id)] = 0 if found is None else found.version
+        # A center sums rooms of several partitions, maybe of other members: its stored
+        # version is read (locked, on PostgreSQL) in every batch, and the state only
+        # when it is not the one kept from an earlier batch.
         centers = {event.center_id for event in events if event.center_id}
-        stored = await uow.load_states(
+        versions = await uow.load_versions(
             UsageStateRow, [scope_id("center", c) for c in centers], lock=True
         )
-        for center_id in centers:
+        stale = {
+            c
+            for c in centers
+            if c not in self.centers
+            or versions.get(scope_id("center", c), 0) != self.versions.get(scope_id("center", c))
+        }
+        stored = await uow.load_states(
+            UsageStateRow, [scope_id("center", c) for c in stale], lock=False
+        )
+        for center_id in stale:
             found = stored.get(scope_id("center", center_id))
             self.centers[center_id] = (
                 CenterUsage(center_id) if found is None else CenterUsage.from_json(found.state)
             )
             self.versions[scope_id("center", center_id)] = 0 if found is None else found.version
+        self.touched_centers.update(centers)
 
     def handle(self, uow: UnitOfWork, record: Record, event: AnyDecision) -> None:
         now = self.clock()
@@ -123,7 +140,7 @@ class UsageStatistics:
         if room.center_id is None and event.center_id:
             room.center_id = event.center_id
         try:
-            changed = fold(room, center, event, now)
+            changed = fold_changes(room, center, event)
         except ValueError as error:
             reason = f"cannot count decision: {error}"
             dead_letter(uow, self.settings, record, reason, self.group, now)
@@ -131,8 +148,12 @@ class UsageStatistics:
         self.changed.add(scope_id("room", event.room_id))
         if center is not None:
             self.changed.add(scope_id("center", center.center_id))
-        for aggregate in changed:
-            self.pending[aggregate.key] = aggregate
+        for state, month in changed:
+            if isinstance(state, RoomUsage):
+                key = usage_key("room", state.room_id, month)
+            else:
+                key = usage_key("center", state.center_id, month)
+            self.pending[key] = (state, month)
 
     async def save(self, uow: UnitOfWork) -> None:
         states: dict[str, UsageState] = {}
@@ -140,22 +161,28 @@ class UsageStatistics:
             scope, ident = sid.split(":", 1)
             states[sid] = self.rooms[ident] if scope == "room" else self.centers[ident]
         await save_states(uow, states, self.versions)
-        await write_aggregates(uow, self.settings, self.pending)
+        # Each changed aggregate once per batch, as the batch left it.
+        now = self.clock()
+        aggregates = {
+            key: state.aggregate(month, now) for key, (state, month) in self.pending.items()
+        }
+        await write_aggregates(uow, self.settings, aggregates)
         uow.save_positions(self.positions)
 
     def committed(self) -> None:
         self.positions.clear()
         self.touched.clear()
+        self.touched_centers.clear()
         self.changed.clear()
         self.pending.clear()
-        for center_id in self.centers:
-            self.versions.pop(scope_id("center", center_id), None)
-        self.centers.clear()
         excess = len(self.rooms) - self.settings.state_cache_size
         if excess > 0:
             for room_id in list(self.rooms)[:excess]:
                 del self.rooms[room_id]
                 del self.versions[scope_id("room", room_id)]
+        excess = len(self.centers) - self.settings.state_cache_size
+        if excess > 0:
+            self._drop_centers(list(self.centers)[:excess])
 
     def forget(self, *, everything: bool) -> None:
         self.positions.clear()
@@ -163,12 +190,16 @@ class UsageStatistics:
         for room_id in dropped:
             self.rooms.pop(room_id, None)
             self.versions.pop(scope_id("room", room_id), None)
+        self._drop_centers(set(self.centers) if everything else self.touched_centers)
         self.touched.clear()
+        self.touched_centers.clear()
         self.changed.clear()
         self.pending.clear()
-        for center_id in self.centers:
+
+    def _drop_centers(self, center_ids: Iterable[str]) -> None:
+        for center_id in list(center_ids):
+            self.centers.pop(center_id, None)
             self.versions.pop(scope_id("center", center_id), None)
-        self.centers.clear()
 
 
 async def save_states(

@@ -29,10 +29,10 @@ _cache: dict[Path, bytes] = {}
 def secret_of(settings: Settings) -> bytes:
     if settings.clock_secret:
         return settings.clock_secret.encode()
-    path = (settings.home / "clock.secret").resolve()
-    cached = _cache.get(path)
+    cached = _cache.get(settings.home)  # before resolving: this runs for every tick
     if cached is not None:
         return cached
+    path = (settings.home / "clock.secret").resolve()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
@@ -60,7 +60,7 @@ def secret_of(settings: Settings) -> bytes:
         value = b""
     if not value:
         value = secrets.token_hex(32).encode()
-    _cache[path] = value
+    _cache[settings.home] = value
     return value
 
 

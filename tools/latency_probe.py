@@ -26,12 +26,12 @@ async def main():
                SPACES_AUTHORITY_GROUP=f"a{sfx}", SPACES_STATISTICS_GROUP=f"s{sfx}",
                **{f"SPACES_TOPIC_{n.upper()}": getattr(topics, n) for n in Topics.model_fields})
     cmd = [sys.executable, "-m", "entrypoints.cli", "run"] + (["--only", ONLY] if ONLY else [])
-    proc = subprocess.Popen(cmd, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]), env=env, stdout=open(f"/tmp/spaces-scale/{sfx}.log","w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=os.environ.get("SPACES_SERVICE_CWD", str(__import__("pathlib").Path(__file__).resolve().parents[1])), env=env, stdout=open(f"/tmp/spaces-scale/{sfx}.log","w"), stderr=subprocess.STDOUT)
     cons = AIOKafkaConsumer(topics.decisions, bootstrap_servers=s.bootstrap, auto_offset_reset="latest", isolation_level="read_committed")
     await cons.start()
     # wait for configured decisions
     await asyncio.sleep(6)
-    sent = {}; lat = []
+    sent = {}; lat = []; wall = {}; to_relay = []; from_relay = []
     async def reader():
         while True:
             b = await cons.getmany(timeout_ms=100)
@@ -39,7 +39,9 @@ async def main():
             for recs in b.values():
                 for r in recs:
                     d = json.loads(r.value); c = d.get("caused_by")
-                    if c in sent: lat.append(t - sent.pop(c))
+                    if c in sent:
+                        lat.append(t - sent.pop(c)); w = wall.pop(c)
+                        to_relay.append(r.timestamp / 1000 - w); from_relay.append(time.time() - r.timestamp / 1000)
     rt = asyncio.create_task(reader())
     prod = make_producer(s); await prod.start()
     inside = dict.fromkeys(rooms, 0); rng = random.Random(2)
@@ -53,12 +55,14 @@ async def main():
             ev = Checkout(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), room_id=r, kiosk_id="k", party_size=inside[r]); inside[r] = 0
         else:
             ev = Checkin(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), room_id=r, kiosk_id="k", party_size=2); inside[r] += 2
-        sent[str(ev.event_id)] = time.perf_counter()
+        sent[str(ev.event_id)] = time.perf_counter(); wall[str(ev.event_id)] = time.time()
         await publish_input(prod, s, ev); n += 1
     await asyncio.sleep(3)
     rt.cancel(); await prod.stop(); await cons.stop()
     proc.terminate(); proc.wait(30)
     lat.sort()
     q = lambda p: lat[min(len(lat)-1, int(p*len(lat)))]*1000
+    for name, xs in (("input->relay send", to_relay), ("relay send->read", from_relay)):
+        xs.sort(); print(f"  {name}: p50={xs[len(xs)//2]*1000:.1f}ms p99={xs[int(.99*len(xs))]*1000:.1f}ms")
     print(f"rooms={R} rate={RATE} only={ONLY or 'all'} answered={len(lat)}/{n} p50={q(.5):.1f}ms p90={q(.9):.1f} p99={q(.99):.1f} max={lat[-1]*1000:.0f}")
 asyncio.run(main())

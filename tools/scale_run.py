@@ -56,7 +56,11 @@ async def main():
     proc = subprocess.Popen(cmd, cwd=os.environ.get("SPACES_SERVICE_CWD", str(__import__("pathlib").Path(__file__).resolve().parents[1])), env=env, stdout=log, stderr=log)
     pspy = None
     if prof:
-        pspy = subprocess.Popen(["py-spy", "record", "-r", "50", "-f", "raw", "-o", prof, "-p", str(proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # One py-spy per child of the supervisor (--subprocesses misses children started later).
+        await asyncio.sleep(3)
+        kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split() or [str(proc.pid)]
+        pspy = [subprocess.Popen(["py-spy", "record", "-r", "50", "-f", "raw", "-o", f"{prof}.{k}", "-p", k], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in kids]
+        print("profiling", {k: open(f"/proc/{k}/cmdline").read().replace(chr(0), " ")[-40:] for k in kids}, flush=True)
     cons = AIOKafkaConsumer(topics.decisions, topics.usage_monthly, bootstrap_servers=s.bootstrap, auto_offset_reset="earliest", isolation_level="read_committed")
     await cons.start()
     want = len(ev); got = 0; first = None; last = None; lastu = None; t0 = time.time(); lastprog = time.time(); nagg = 0
@@ -79,8 +83,8 @@ async def main():
                 if tp.topic == topics.usage_monthly: nagg += 1; lastu = r.timestamp; quiet = time.time()
     await cons.stop()
     rss = open(f"/proc/{proc.pid}/status").read().split("VmRSS:")[1].split()[0] if proc.poll() is None else "?"
-    if pspy: 
-        pspy.send_signal(2); pspy.wait()
+    for p in pspy or ():
+        p.send_signal(2); p.wait()
     proc.terminate(); proc.wait(30)
     end = max(last or 0, lastu or 0)
     print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s rss={rss}kB wall={time.time()-t0:.0f}s")
