@@ -25,6 +25,7 @@ from domain.usage import CenterUsage, RoomUsage, fold_changes
 from infra.db import (
     ConsumerPositionRow,
     Database,
+    JsonText,
     MonthCloseRow,
     StaleState,
     UnitOfWork,
@@ -229,8 +230,8 @@ async def write_aggregates(
     rows: list[dict[str, Any]] = []
     now = utcnow()
     for key, aggregate in pending.items():
-        value = aggregate.model_dump(mode="json")
-        uow.publish(settings.topics.usage_monthly, key, aggregate.model_dump_json())
+        value = JsonText(aggregate.model_dump_json())  # serialized once: message and row
+        uow.publish(settings.topics.usage_monthly, key, value)
         rows.append(
             {
                 "key": key,

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
+import pydantic_core
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -215,6 +216,18 @@ SQLITE_CACHED_STATEMENTS = 8
 """Prepared statements each SQLite connection keeps (the driver's default is 128)."""
 
 
+class JsonText(str):
+    """A JSON document already serialized (a message's text): a JSON column stores it as is."""
+
+
+def to_json_text(value: Any) -> str:
+    """The JSON columns' serializer: pydantic-core's, several times faster than ``json``'s
+    on the state documents every batch writes; ``JsonText`` is stored as it is."""
+    if isinstance(value, JsonText):
+        return str(value)
+    return pydantic_core.to_json(value).decode()
+
+
 def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -231,7 +244,9 @@ def make_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
     if not is_sqlite(url):
         # No pre-ping: it costs a round trip per transaction, and a connection that died
         # fails the batch's transaction, which is retried on a fresh one.
-        return create_async_engine(url, pool_size=5, max_overflow=5, pool_recycle=3600)
+        return create_async_engine(
+            url, pool_size=5, max_overflow=5, pool_recycle=3600, json_serializer=to_json_text
+        )
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -246,6 +261,7 @@ def make_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
         pool_size=2,
         max_overflow=2,
         pool_timeout=300,
+        json_serializer=to_json_text,
     )
     _configure_sqlite(engine.sync_engine, read_only=read_only, busy_timeout_ms=30000)
     return engine
@@ -269,6 +285,7 @@ def make_inline_engine(settings: Settings, *, read_only: bool) -> Engine:
         pool_size=2,
         max_overflow=2,
         pool_timeout=30,
+        json_serializer=to_json_text,
     )
     _configure_sqlite(engine, read_only=read_only, busy_timeout_ms=INLINE_BUSY_TIMEOUT_MS)
     return engine
@@ -471,7 +488,7 @@ class UnitOfWork:
         )
 
     def publish(self, topic: str, key: str | None, value: dict[str, Any] | str) -> None:
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        text = str(value) if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         self._outbox.append(
             {
                 "uid": new_outbox_uid(),
@@ -824,7 +841,7 @@ class Database:
 
     @staticmethod
     def _unpublished(rows: Result[Any]) -> list[PendingMessage]:
-        return [PendingMessage(*row) for row in rows]
+        return [PendingMessage(*row) for row in rows.all()]
 
     async def outbox_backlog(self, cap: int = 100_000) -> int:
         """Outbox rows not published yet, counted up to ``cap`` (the ``/metrics`` gauge).

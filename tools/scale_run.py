@@ -1,6 +1,6 @@
 """Profiling aid (not a benchmark): R rooms, N check-ins/outs, the whole `spaces run`.
 
-    python tools/scale_run.py ROOMS INPUTS [sqlite|pg] [PARTS]; PROFILE=out.txt adds py-spy.
+    python tools/scale_run.py ROOMS INPUTS [sqlite|pg] [PARTS]; PROFILE=out.txt adds py-spy; MIXED=1 the bench's mixed traffic.
 Needs the broker on 127.0.0.1:19092 (`spaces infra up`) and, for pg, infra/postgres.sh.
 SPACES_SERVICE_CWD=<checkout> runs that checkout's service (e.g. a worktree of an older commit: the "before").
 """
@@ -19,6 +19,13 @@ R = int(sys.argv[1]); N = int(sys.argv[2]); DB = sys.argv[3] if len(sys.argv) > 
 PARTS = sys.argv[4] if len(sys.argv) > 4 else ""
 
 def gen():
+    if os.environ.get("MIXED"):  # the bench's traffic (bench/traffic.py): bookings, cancels, capacity changes
+        from bench.throughput import scenario_inputs
+        from bench.traffic import layout
+        return list(scenario_inputs(layout(R), N, 1))
+    return gen_checkins()
+
+def gen_checkins():
     now = datetime.now(UTC)
     rooms = [f"s.c{i//20:03d}.r{i%20:02d}" for i in range(R)]
     ev = [RoomConfigured(event_id=uuid.uuid4(), occurred_at=now, room_id=r, center_id=r.rsplit(".",1)[0], name=r, capacity=15, booking_mode="shared", opens="00:00", closes="24:00") for r in rooms]
