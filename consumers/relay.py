@@ -57,6 +57,8 @@ class OutboxRelay:
         self.fenced = 0
         """Times another relay took over while this one led."""
         self._partition_counts: dict[str, int] = {}
+        self._sent_through = 0
+        """The greatest id this leader has read to send (see ``_next_rows``)."""
 
     def output_topics(self) -> tuple[str, ...]:
         topics = self.settings.topics
@@ -172,6 +174,7 @@ class OutboxRelay:
         ``recover``).
         """
         marking: asyncio.Queue[list[int]] = asyncio.Queue(MARKING)
+        self._sent_through = 0
         sent: set[int] = set()
         """Rows sent; dropped from here once a read began after they were marked."""
         marked: set[int] = set()
@@ -208,9 +211,20 @@ class OutboxRelay:
                 await marker
 
     async def _next_rows(self, sent: set[int], marked: set[int]) -> list[PendingMessage]:
-        """The oldest unpublished rows not already sent, up to one transaction's worth."""
+        """The oldest unpublished rows not already sent, up to one transaction's worth.
+
+        Where ids follow commits (SQLite), no row committed after a read can have a
+        smaller id than the rows it returned, so a read starts after the last row sent:
+        rows sent and not yet marked are not read again (at full speed, they were three
+        quarters of what each read returned).
+        """
         settled = set(marked)
-        unpublished = await self.db.unpublished(BATCH * IN_FLIGHT + len(sent))
+        if self.db.ids_follow_commits:
+            unpublished = await self.db.unpublished(BATCH * IN_FLIGHT, after=self._sent_through)
+            if unpublished:
+                self._sent_through = unpublished[-1].id
+        else:
+            unpublished = await self.db.unpublished(BATCH * IN_FLIGHT + len(sent))
         sent -= settled
         marked -= settled
         return [row for row in unpublished if row.id not in sent][: BATCH * IN_FLIGHT]

@@ -36,6 +36,7 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    or_,
     select,
     text,
     tuple_,
@@ -565,6 +566,9 @@ class UnitOfWork:
         ``StaleState`` when any stored version was not the one expected.
         """
         if rows:
+            # Serialized now, not while the write holds SQLite's writer lock.
+            for row in rows:
+                row["state"] = JsonText(to_json_text(row["state"]))
             self._states.append((table, rows))
 
     async def upsert_usage_rows(self, rows: list[dict[str, Any]]) -> None:
@@ -693,6 +697,17 @@ class UnitOfWork:
         self._booking_ids = {}
 
 
+def _runs(ids: list[int]) -> list[tuple[int, int]]:
+    """Sorted ids as runs of consecutive ids: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for ident in ids:
+        if runs and ident == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], ident)
+        else:
+            runs.append((ident, ident))
+    return runs
+
+
 def _table(model: type[Base]) -> Table:
     """The Core table of a model: bulk inserts through it skip the ORM's bookkeeping."""
     table = model.__table__
@@ -802,12 +817,17 @@ class Database:
         if not ids:
             return
         now = utcnow()
-        outbox = _table(OutboxRow)
+        outbox = _table(OutboxRow).c
+        # The relay sends rows in id order: the ids are a few runs of consecutive ids, and
+        # a range per run is cheaper to bind than one parameter per id.
+        runs = _runs(sorted(ids))
         async with self.writing(), self._write_session() as session:
-            for start in range(0, len(ids), 500):
+            for start in range(0, len(runs), 200):
                 await session.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(ids[start : start + 500]))
+                    update(_table(OutboxRow))
+                    .where(
+                        or_(*(outbox.id.between(lo, hi) for lo, hi in runs[start : start + 200]))
+                    )
                     .values(published=True, published_at=now)
                 )
 
@@ -821,20 +841,32 @@ class Database:
         with Session(self._inline_writer, expire_on_commit=False) as inline, inline.begin():
             yield InlineSession(inline)
 
-    async def unpublished(self, limit: int) -> list[PendingMessage]:
+    @property
+    def ids_follow_commits(self) -> bool:
+        """Whether a row committed later always has a greater id.
+
+        True on SQLite: writers take turns (``writing``) and ``AUTOINCREMENT`` gives each
+        row the greatest id ever plus one. Not on PostgreSQL: a transaction that drew an
+        id from the sequence may commit after one that drew a greater id.
+        """
+        return self._sqlite
+
+    async def unpublished(self, limit: int, after: int = 0) -> list[PendingMessage]:
+        """The oldest ``limit`` unpublished rows with an id greater than ``after``."""
+        query = self._unpublished_query(limit, after)
         if self._inline_reader is not None:  # the relay's poll: inline, see ``InlineSession``
             with self._inline_reader.connect() as connection:
-                return self._unpublished(connection.execute(self._unpublished_query(limit)))
+                return self._unpublished(connection.execute(query))
         async with self.read_session() as session:
-            return self._unpublished(await session.execute(self._unpublished_query(limit)))
+            return self._unpublished(await session.execute(query))
 
     @staticmethod
-    def _unpublished_query(limit: int) -> Any:
+    def _unpublished_query(limit: int, after: int = 0) -> Any:
         # Core columns: the ORM's row loading cost more than the query.
         outbox = _table(OutboxRow).c
         return (
             select(outbox.id, outbox.uid, outbox.topic, outbox.key, outbox.value)
-            .where(outbox.published.is_(False))
+            .where(outbox.published.is_(False), outbox.id > after)
             .order_by(outbox.id)
             .limit(limit)
         )

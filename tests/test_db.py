@@ -14,6 +14,7 @@ from infra.db import (
     ProcessedInput,
     RoomRow,
     StaleState,
+    _runs,
     utcnow,
 )
 from infra.settings import Settings
@@ -188,3 +189,34 @@ async def test_the_upgrade_copies_the_booking_ids_still_in_the_rooms_states(
         assert found == {("r1", "b1"), ("r1", "b2")}
     finally:
         await database.dispose()
+
+
+async def test_marking_rows_published_marks_exactly_those_ids(db: Database) -> None:
+    """The relay's ids come in runs of consecutive ids; rows between two runs stay pending."""
+    async with db.unit_of_work("room-authority") as uow:
+        for n in range(12):
+            uow.publish("decisions", f"r{n}", {"n": n})
+    ids = [row.id for row in await db.unpublished(100)]
+    chosen = ids[0:3] + ids[5:6] + ids[7:11]
+    await db.mark_published(list(reversed(chosen)))
+    left = [row.id for row in await db.unpublished(100)]
+    assert left == [i for i in ids if i not in chosen]
+    assert len(left) == 4
+    async with db.session() as session:
+        marked_at = await session.scalars(
+            select(OutboxRow.published_at).where(OutboxRow.id.in_(chosen))
+        )
+        assert all(at is not None for at in marked_at)
+
+
+@pytest.mark.parametrize(
+    ("ids", "runs"),
+    [
+        ([], []),
+        ([5], [(5, 5)]),
+        ([1, 2, 3, 7], [(1, 3), (7, 7)]),
+        ([1, 3, 4, 6, 7, 8], [(1, 1), (3, 4), (6, 8)]),
+    ],
+)
+def test_sorted_ids_collapse_into_runs(ids: list[int], runs: list[tuple[int, int]]) -> None:
+    assert _runs(ids) == runs
