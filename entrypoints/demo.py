@@ -82,13 +82,24 @@ async def reset(settings: Settings) -> None:
                 await asyncio.to_thread(Path(database + suffix).unlink, missing_ok=True)
 
 
+SETTLE_TIMEOUT_S = 120.0
+
+
 class Driver:
     """Publishes inputs and waits until they are decided, published and counted."""
 
-    def __init__(self, settings: Settings, db: Database, client: DecisionClient) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        client: DecisionClient,
+        service: asyncio.Task[None],
+    ) -> None:
         self.settings = settings
         self.db = db
         self.client = client
+        self.service = service
+        """The service's task: a wait ends with its error if it stops."""
         self.sent = 0
         self._read_before = self.records_read()
 
@@ -105,10 +116,19 @@ class Driver:
         self.sent += len(events)
 
     async def settled(self) -> None:
-        """Every input decided, every outbox row published, every decision counted."""
+        """Every input decided, every outbox row published, every decision counted.
+
+        Raises the service's error if it stopped, and ``TimeoutError`` if nothing moved
+        for ``SETTLE_TIMEOUT_S``: the demo never waits without a limit.
+        """
+        last: tuple[int, Any, Any, Any] | None = None
+        moved = time.monotonic()
         while True:
+            if self.service.done():
+                self.service.result()
+                raise RuntimeError("the service stopped before the demo's inputs were decided")
             decided = self.records_read() - self._read_before
-            async with self.db.session() as session:
+            async with self.db.read_session() as session:
                 backlog = await session.scalar(
                     select(func.count())
                     .select_from(OutboxRow)
@@ -126,6 +146,13 @@ class Driver:
                 )
             if decided >= self.sent and backlog == 0 and counted == decisions:
                 return
+            if (decided, backlog, decisions, counted) != last:
+                last, moved = (decided, backlog, decisions, counted), time.monotonic()
+            elif time.monotonic() - moved > SETTLE_TIMEOUT_S:
+                raise TimeoutError(
+                    f"nothing moved for {SETTLE_TIMEOUT_S:.0f}s: {decided}/{self.sent} decided, "
+                    f"{backlog} outbox rows unpublished, {counted}/{decisions} decisions counted"
+                )
             await asyncio.sleep(0.05)
 
     async def replay_days(self, days: list[Day]) -> None:
@@ -191,7 +218,7 @@ async def demo(settings: Settings, months: int = 3, seed: int = 7) -> int:
     db = Database(settings)
     try:
         async with DecisionClient(settings, rooms=[r.room_id for r in center.rooms]) as client:
-            driver = Driver(settings, db, client)
+            driver = Driver(settings, db, client, running)
             opening = datetime(start.year, start.month, start.day, 6, 0, tzinfo=tz)
             await driver.send(list(configuration(center, opening)))
             await driver.settled()
@@ -264,7 +291,7 @@ def report_hour(decisions: list[Decision], latencies: list[float], booked: Decis
 
 
 async def print_state(settings: Settings, db: Database) -> None:
-    async with db.session() as session:
+    async with db.read_session() as session:
         rows = list(await session.scalars(select(RoomRow).order_by(RoomRow.room_id)))
         kinds = Counter(
             json.loads(value)["type"]

@@ -160,7 +160,7 @@ async def replay(
     report.rooms_rebuilt = len(rooms)
 
     live_db = Database(settings)
-    async with live_db.session() as session:
+    async with live_db.read_session() as session:
         live = {
             row.room_id: Room.from_json(row.state) for row in await session.scalars(select(RoomRow))
         }

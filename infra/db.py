@@ -804,6 +804,10 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session on the writer engine. On SQLite its transactions take the write lock
+        (``BEGIN IMMEDIATE``), so use it inside ``writing`` only: a transaction held
+        outside it would make an inline writer of the same event loop wait for a lock
+        that cannot be released meanwhile. Only reading? ``read_session``."""
         async with AsyncSession(self.engine, expire_on_commit=False) as session:
             yield session
 
