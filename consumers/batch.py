@@ -23,7 +23,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 from sqlalchemy.exc import DBAPIError
 
 from infra.db import Database, StaleState
@@ -261,7 +261,7 @@ class EffectivelyOnceLoop:
             return
         try:
             await committing
-        except (CommitFailedError, IllegalStateError, KafkaError) as error:
+        except KafkaError as error:  # CommitFailedError, IllegalStateError among them
             # The database already holds the batch; whoever owns these partitions
             # now will see its event ids and skip them.
             METRICS.inc(f"{self.handler.name}_commit_failures_total")

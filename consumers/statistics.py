@@ -70,7 +70,7 @@ class UsageStatistics:
         self.clock = clock
         self.rooms: dict[str, RoomUsage] = {}
         self.versions: dict[str, int] = {}
-        """Stored versions by scope id, of the rooms kept and the centers of this batch."""
+        """Stored versions by scope id, of the rooms and centers kept."""
         self.centers: dict[str, CenterUsage] = {}
         """Centers kept between batches, as stored at ``versions`` (checked each batch)."""
         self.touched: set[str] = set()

@@ -317,9 +317,10 @@ class InlineSession:
 
     Why: a SQLite statement of a batch takes tens of microseconds, and the aiosqlite
     driver sends each one (and each fetch) to a thread and back; under load those hops,
-    not SQLite, were most of a batch's database time (6 ms for one small read on the
-    kiosk path). Inline, a statement blocks the loop only as long as SQLite works; a
-    wait for a lock is bounded by ``INLINE_BUSY_TIMEOUT_MS`` and taken in a thread first
+    not SQLite, were most of a batch's database time on the kiosk path (kiosk p50 at
+    200/s halved without them: ``tools/latency_probe.py 1000 200 20 authority,relay``).
+    Inline, a statement blocks the loop only as long as SQLite works; a wait for a lock
+    is bounded by ``INLINE_BUSY_TIMEOUT_MS`` and taken in a thread first
     (``Database.writing``). PostgreSQL keeps the asyncio driver: its time is the network.
     """
 
