@@ -123,13 +123,16 @@ def _require_aware(ts: datetime, what: str) -> None:
         raise ValueError(f"{what} must be timezone-aware, got {ts!r}")
 
 
+@lru_cache(maxsize=4096)
 def _parse_month(month: str) -> tuple[int, int]:
+    """Pure and called for every decision (pruning, splits): cached (an error is not)."""
     match = _MONTH.match(month)
     if match is None:
         raise ValueError(f"month must be YYYY-MM, got {month!r}")
     return int(match.group(1)), int(match.group(2))
 
 
+@lru_cache(maxsize=4096)
 def _add_months(month: str, n: int) -> str:
     year, mon = _parse_month(month)
     index = year * 12 + (mon - 1) + n
@@ -162,6 +165,11 @@ def _split_by_month(starts_at: datetime, ends_at: datetime, tz: str) -> dict[str
     start = starts_at.astimezone(UTC)
     end = ends_at.astimezone(UTC)
     seconds: dict[str, int] = {}
+    if start < end:
+        month = local_month(start, tz)
+        if local_month(end, tz) == month:  # months are intervals: all of it is in this one
+            part = round((end - start).total_seconds())
+            return {month: part} if part > 0 else seconds
     current = start
     while current < end:
         month = local_month(current, tz)
@@ -645,7 +653,10 @@ def _aggregate(
     )
     no_shows, attended = stats.get("no_shows"), stats.get("bookings_attended")
     reached_start = no_shows + attended if stats.attendance_counted else 0
-    return UsageMonthly(
+    # Built without validation: every value is the fold's own, typed as the schema says,
+    # and validating the 168 heatmap cells cost more than the fold of a decision
+    # (tests/test_usage_equivalence.py validates every aggregate it sees, strictly).
+    return UsageMonthly.model_construct(
         scope=scope,
         id=ident,
         month=month,
@@ -726,9 +737,14 @@ def _period_cutoff(open_months: list[str], reference_month: str) -> date:
 
     ``open_months``: the months not final, sorted.
     """
+    return _cutoff_day(open_months[0] if open_months else None, reference_month)
+
+
+@lru_cache(maxsize=4096)
+def _cutoff_day(oldest_open: str | None, reference_month: str) -> date:
     oldest = _add_months(reference_month, -MEMBER_SET_RETENTION_MONTHS)
-    if open_months:
-        oldest = min(oldest, open_months[0])
+    if oldest_open is not None:
+        oldest = min(oldest, oldest_open)
     year, mon = _parse_month(oldest)
     return date(year, mon, 1)
 
