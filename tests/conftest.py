@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ BACKENDS = ["sqlite", "postgresql"]
 
 @pytest.fixture(scope="session")
 def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """The broker, started once for the whole session (reusing cached jars and storage)."""
+    """The broker, started once for the whole session (reusing cached jars)."""
     from infra import kafka_local
 
     home = Path(os.environ.get("SPACES_TEST_HOME", ".spaces/test-broker")).resolve()
@@ -39,6 +40,11 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         kafka_port=int(os.environ.get("SPACES_TEST_KAFKA_PORT", "19192")),
         kafka_controller_port=int(os.environ.get("SPACES_TEST_KAFKA_CONTROLLER_PORT", "19193")),
     )
+    if not settings.uses_external_kafka and kafka_local.node_pid(settings) is None:
+        # Every test makes topics of its own: storage kept from earlier sessions grew by
+        # thousands of partitions a run, until the broker ran out of file descriptors
+        # mid-run, then could not start within its minute. A session starts empty.
+        shutil.rmtree(kafka_local.broker_paths(settings).data, ignore_errors=True)
     info = kafka_local.up(settings)
     print(f"\nkafka broker ready at {settings.bootstrap} after {info.start_seconds:.1f}s")
     yield settings
