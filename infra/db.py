@@ -13,6 +13,7 @@ import fcntl
 import itertools
 import json
 import secrets
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
@@ -58,6 +59,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from infra.observability import observe_writer_lock_wait
 from infra.settings import Settings
 
 
@@ -856,6 +858,7 @@ class Database:
         if not self._sqlite:
             yield
             return
+        asked = time.perf_counter()
         async with self._writer:
             if self._lock_file is None:
                 database = make_url(self.settings.database_url).database or "spaces"
@@ -867,6 +870,7 @@ class Database:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: no thread hop
             except BlockingIOError:
                 await asyncio.to_thread(fcntl.flock, handle, fcntl.LOCK_EX)
+            observe_writer_lock_wait(time.perf_counter() - asked)
             try:
                 yield
             finally:

@@ -239,8 +239,17 @@ BROKER_REACHABLE = Gauge(
     "1 when every consumer of this process heard from the broker recently, else 0.",
     registry=REGISTRY,
 )
+WRITER_LOCK_WAIT = Histogram(
+    "spaces_sqlite_writer_lock_wait_seconds",
+    "Seconds a write transaction waited for SQLite's one writer (this process's other "
+    "writers, or another process's).",
+    buckets=(0.0001, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=None,
+)
+"""Registered at its first wait (``observe_writer_lock_wait``): only SQLite has one."""
 _BATCH_CHILDREN: dict[str, tuple[Any, Any]] = {}
 _outbox_shown = False
+_writer_lock_shown = False
 
 
 def set_outbox_backlog(rows: int) -> None:
@@ -249,6 +258,15 @@ def set_outbox_backlog(rows: int) -> None:
         REGISTRY.register(OUTBOX_BACKLOG)
         _outbox_shown = True
     OUTBOX_BACKLOG.set(rows)
+
+
+def observe_writer_lock_wait(seconds: float) -> None:
+    """How long a write waited for SQLite's writer lock: where the processes contend."""
+    global _writer_lock_shown
+    if not _writer_lock_shown:
+        REGISTRY.register(WRITER_LOCK_WAIT)
+        _writer_lock_shown = True
+    WRITER_LOCK_WAIT.observe(seconds)
 
 
 def observe_batch(consumer: str, records: int, seconds: float) -> None:

@@ -220,3 +220,36 @@ async def test_marking_rows_published_marks_exactly_those_ids(db: Database) -> N
 )
 def test_sorted_ids_collapse_into_runs(ids: list[int], runs: list[tuple[int, int]]) -> None:
     assert _runs(ids) == runs
+
+
+async def test_a_write_waiting_for_sqlites_writer_is_measured(tmp_path: object) -> None:
+    """``spaces_sqlite_writer_lock_wait_seconds``: where two processes' writes contend."""
+    import asyncio
+
+    from infra.observability import REGISTRY
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/spaces.db"
+    first, second = Database(Settings(database_url=url)), Database(Settings(database_url=url))
+    await first.migrate()
+
+    def waited() -> float:
+        return REGISTRY.get_sample_value("spaces_sqlite_writer_lock_wait_seconds_sum") or 0.0
+
+    holding = asyncio.Event()
+
+    async def hold() -> None:
+        async with first.writing():
+            holding.set()
+            await asyncio.sleep(0.3)
+
+    try:
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        before = waited()
+        async with second.writing():  # the other "process": its file lock waits
+            pass
+        await holder
+        assert 0.2 <= waited() - before < 5
+    finally:
+        await first.dispose()
+        await second.dispose()
