@@ -248,24 +248,25 @@ WRITER_LOCK_WAIT = Histogram(
 )
 """Registered at its first wait (``observe_writer_lock_wait``): only SQLite has one."""
 _BATCH_CHILDREN: dict[str, tuple[Any, Any]] = {}
-_outbox_shown = False
-_writer_lock_shown = False
+_shown: list[Collector] = []
+"""Metrics registered at their first sample: a process that never samples one (no relay,
+no SQLite) does not show it as 0."""
+
+
+def _show(metric: Collector) -> None:
+    if metric not in _shown:
+        REGISTRY.register(metric)
+        _shown.append(metric)
 
 
 def set_outbox_backlog(rows: int) -> None:
-    global _outbox_shown
-    if not _outbox_shown:
-        REGISTRY.register(OUTBOX_BACKLOG)
-        _outbox_shown = True
+    _show(OUTBOX_BACKLOG)
     OUTBOX_BACKLOG.set(rows)
 
 
 def observe_writer_lock_wait(seconds: float) -> None:
     """How long a write waited for SQLite's writer lock: where the processes contend."""
-    global _writer_lock_shown
-    if not _writer_lock_shown:
-        REGISTRY.register(WRITER_LOCK_WAIT)
-        _writer_lock_shown = True
+    _show(WRITER_LOCK_WAIT)
     WRITER_LOCK_WAIT.observe(seconds)
 
 
