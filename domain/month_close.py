@@ -12,17 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.usage import (
+from domain.months import (
     DEFAULT_TIMEZONE,
-    CenterUsage,
-    RoomUsage,
-    _add_months,
-    _month_start,
-    _parse_month,
-    _require_aware,
-    close_month,
+    add_months,
+    month_start,
+    parse_month,
     previous_month,
+    require_aware,
 )
+from domain.usage import CenterUsage, RoomUsage, close_month
 from schemas.outputs import UsageMonthly
 
 __all__ = ["Closed", "close_due", "last_ended_month", "month_ends_at", "zones_of"]
@@ -37,14 +35,14 @@ def zones_of(state: RoomUsage | CenterUsage) -> set[str]:
 
 def month_ends_at(month: str, zones: set[str]) -> datetime:
     """When ``month`` has ended in every zone of ``zones`` (UTC)."""
-    _parse_month(month)
-    following = _add_months(month, 1)
-    return max(_month_start(following, zone) for zone in zones)
+    parse_month(month)
+    following = add_months(month, 1)
+    return max(month_start(following, zone) for zone in zones)
 
 
 def last_ended_month(zones: set[str], now: datetime) -> str:
     """The newest month that has ended in every zone of ``zones`` at ``now``."""
-    _require_aware(now, "now")
+    require_aware(now, "now")
     return min(previous_month(now, zone) for zone in zones)
 
 
@@ -80,10 +78,10 @@ def close_due(
     if closed_through is None:
         wanted.add(due)
     else:
-        month = _add_months(closed_through, 1)
+        month = add_months(closed_through, 1)
         while month <= due:
             wanted.add(month)
-            month = _add_months(month, 1)
+            month = add_months(month, 1)
     months: list[str] = []
     aggregates: list[UsageMonthly] = []
     for month in sorted(wanted):
@@ -93,4 +91,4 @@ def close_due(
         months.append(month)
         aggregates.extend(close_month(state, month, now))
     reached = due if closed_through is None else max(due, closed_through)
-    return Closed(months, aggregates, reached, month_ends_at(_add_months(reached, 1), zones))
+    return Closed(months, aggregates, reached, month_ends_at(add_months(reached, 1), zones))

@@ -28,7 +28,6 @@ bounded whatever the stay's length; its cells are kept up to date per slot touch
 from __future__ import annotations
 
 import calendar
-import re
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,6 +37,15 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from domain import opening_hours
+from domain.months import (
+    DEFAULT_TIMEZONE,
+    add_months,
+    local_month,
+    month_start,
+    parse_month,
+    previous_month,
+    require_aware,
+)
 from schemas.common import parse_hhmm
 from schemas.decisions import (
     AnyDecision,
@@ -71,7 +79,6 @@ __all__ = [
     "previous_month",
 ]
 
-DEFAULT_TIMEZONE = "Asia/Seoul"
 ACTIVE_BOOKING_RETENTION = timedelta(days=62)
 """Active (and ended) booking intervals ending longer ago than this before the newest
 decision are dropped from the state; a later cancel/release of one is still counted but
@@ -109,55 +116,12 @@ COUNTERS: tuple[Counter, ...] = (
     "bookings_attended",
 )
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _Values = tuple[int | datetime | None, ...]
 _Kind = tuple[str, int, int]
 """Opening hours of a room as the center sums them: (time zone, opens, closes)."""
 
 
 # --- months ---------------------------------------------------------------------------
-
-
-def _require_aware(ts: datetime, what: str) -> None:
-    if ts.tzinfo is None or ts.utcoffset() is None:
-        raise ValueError(f"{what} must be timezone-aware, got {ts!r}")
-
-
-@lru_cache(maxsize=4096)
-def _parse_month(month: str) -> tuple[int, int]:
-    """Pure and called for every decision (pruning, splits): cached (an error is not)."""
-    match = _MONTH.match(month)
-    if match is None:
-        raise ValueError(f"month must be YYYY-MM, got {month!r}")
-    return int(match.group(1)), int(match.group(2))
-
-
-@lru_cache(maxsize=4096)
-def _add_months(month: str, n: int) -> str:
-    year, mon = _parse_month(month)
-    index = year * 12 + (mon - 1) + n
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def _month_start(month: str, tz: str) -> datetime:
-    """First instant of ``month`` in ``tz`` (local midnight of the 1st), in UTC."""
-    year, mon = _parse_month(month)
-    return datetime(year, mon, 1, tzinfo=ZoneInfo(tz)).astimezone(UTC)
-
-
-def local_month(ts: datetime, tz: str = DEFAULT_TIMEZONE) -> str:
-    """The local month (``YYYY-MM``) of the instant ``ts`` in time zone ``tz``.
-
-    ``local_month(2026-11-30T23:30Z, "Asia/Seoul") == "2026-12"``.
-    """
-    _require_aware(ts, "ts")
-    local = ts.astimezone(ZoneInfo(tz))
-    return f"{local.year:04d}-{local.month:02d}"
-
-
-def previous_month(now: datetime, tz: str = DEFAULT_TIMEZONE) -> str:
-    """The local month before the one ``now`` falls in: the month to close."""
-    return _add_months(local_month(now, tz), -1)
 
 
 def _split_by_month(starts_at: datetime, ends_at: datetime, tz: str) -> dict[str, int]:
@@ -173,7 +137,7 @@ def _split_by_month(starts_at: datetime, ends_at: datetime, tz: str) -> dict[str
     current = start
     while current < end:
         month = local_month(current, tz)
-        segment_end = min(end, _month_start(_add_months(month, 1), tz))
+        segment_end = min(end, month_start(add_months(month, 1), tz))
         part = round((segment_end - current).total_seconds())
         if part > 0:
             seconds[month] = seconds.get(month, 0) + part
@@ -277,8 +241,8 @@ def _slot_seconds(tz: str, month: str) -> tuple[int, ...]:
     """Seconds each weekday-hour slot lasts in the local ``month`` of ``tz``: the
     denominator of the heatmap (5 Mondays: 5 x 3600 for each Monday hour; a DST day's
     skipped hour less, its repeated hour more). Pure, so cached."""
-    start = _month_start(month, tz)
-    end = _month_start(_add_months(month, 1), tz)
+    start = month_start(month, tz)
+    end = month_start(add_months(month, 1), tz)
     slots = _split_by_slot(start, end, tz).get(month, {})
     return tuple(slots.get(slot, 0) for slot in range(SLOTS))
 
@@ -379,7 +343,7 @@ def _with_capacity(capacities: list[CapacityPeriod], new: CapacityPeriod) -> lis
 
 def _month_days(month: str) -> tuple[int, int]:
     """(ordinal of the 1st, number of days) of ``month``."""
-    year, mon = _parse_month(month)
+    year, mon = parse_month(month)
     return date(year, mon, 1).toordinal(), calendar.monthrange(year, mon)[1]
 
 
@@ -693,7 +657,7 @@ def _months_to_json(months: dict[str, MonthUsage]) -> dict[str, Any]:
 def _months_from_json(data: dict[str, Any]) -> dict[str, MonthUsage]:
     months: dict[str, MonthUsage] = {}
     for month, value in data.items():
-        _parse_month(month)
+        parse_month(month)
         months[month] = MonthUsage.from_json(value)
     return months
 
@@ -725,7 +689,7 @@ def _prune_members(
 
     ``with_members``: the final months that still have theirs, sorted (updated here).
     """
-    oldest_kept = _add_months(reference_month, -MEMBER_SET_RETENTION_MONTHS)
+    oldest_kept = add_months(reference_month, -MEMBER_SET_RETENTION_MONTHS)
     drop = bisect_left(with_members, oldest_kept)
     for month in with_members[:drop]:
         months[month].members = None
@@ -742,10 +706,10 @@ def _period_cutoff(open_months: list[str], reference_month: str) -> date:
 
 @lru_cache(maxsize=4096)
 def _cutoff_day(oldest_open: str | None, reference_month: str) -> date:
-    oldest = _add_months(reference_month, -MEMBER_SET_RETENTION_MONTHS)
+    oldest = add_months(reference_month, -MEMBER_SET_RETENTION_MONTHS)
     if oldest_open is not None:
         oldest = min(oldest, oldest_open)
-    year, mon = _parse_month(oldest)
+    year, mon = parse_month(oldest)
     return date(year, mon, 1)
 
 
@@ -755,7 +719,7 @@ def _utc_day(ts: datetime) -> int:
 
 def _datetime_from_json(value: Any) -> datetime:
     ts = datetime.fromisoformat(str(value))
-    _require_aware(ts, "stored time")
+    require_aware(ts, "stored time")
     return ts
 
 
@@ -1605,7 +1569,7 @@ def fold(
     The work does not grow with the rooms of the center nor with the room's history
     (amortised: what pruning drops, an earlier decision added).
     """
-    _require_aware(now, "now")
+    require_aware(now, "now")
     return [state.aggregate(month, now) for state, month in fold_changes(room, center, decision)]
 
 
@@ -1697,8 +1661,8 @@ def close_month(state: RoomUsage | CenterUsage, month: str, now: datetime) -> li
     in still yields an aggregate (zeros, and the open hours). Closing an already final month
     changes nothing and returns the aggregate again.
     """
-    _parse_month(month)
-    _require_aware(now, "now")
+    parse_month(month)
+    require_aware(now, "now")
     _close(state, month)
     state._prune(state._reference_month(now))
     return [state.aggregate(month, now)]

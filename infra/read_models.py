@@ -19,6 +19,7 @@ from typing import Any, Literal, NamedTuple, TypedDict, get_args
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from domain.months import add_months
 from infra.db import RoomRow, UsageMonthlyRow, make_engine
 from infra.settings import Settings
 from schemas.outputs import usage_key
@@ -118,12 +119,6 @@ class RoomInfo(NamedTuple):
 
 
 # --- pure helpers ---------------------------------------------------------------------
-
-
-def add_months(month: str, n: int) -> str:
-    year, mon = int(month[:4]), int(month[5:7])
-    index = year * 12 + (mon - 1) + n
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def month_range(last: str, count: int) -> list[str]:
