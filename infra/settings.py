@@ -91,10 +91,10 @@ class Settings(BaseSettings):
     changed monthly aggregate once for more decisions."""
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
     """Python's cycle collector thresholds in a service process (``gc.set_threshold``).
-    The default (700, 10, 10) ran a collection every few hundred allocations, each
-    walking the young objects of a batch: a fifth of the service's time at 1,000 rooms
-    (``MIXED=1 tools/scale_run.py 1000 100000``, 4,259 against 5,156 inputs/s). The
-    batches' objects are freed by reference counting; the collector is only for cycles."""
+    The default (700, 10, 10) runs a collection every few hundred allocations, each
+    walking the young objects of a batch, which reference counting frees anyway; the
+    collector is only for cycles. Measured with the start-up freeze in
+    ``docs/benchmarks.md`` (``SPACES_GC_THRESHOLDS='[700,10,10]'`` to compare)."""
     state_cache_size: int = Field(default=50_000, ge=1)
     """States (rooms, room usage) a consumer keeps in memory between batches."""
     batch_timeout_ms: int = Field(default=100, ge=1)
