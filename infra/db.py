@@ -391,8 +391,8 @@ def _compiled_for_executemany(
     """The SQL of ``statement`` for rows with ``keys``, and per positional parameter: the
     row's key and its type's processor, or (``None``, ``None``, value) for a literal.
 
-    Statements are built once (``_statement``), so caching by the object is caching by
-    shape; the cache keeps them alive, so an id is never reused for another one.
+    The unit of work builds its statements once (``_insert_into``, ``_upsert_states``...),
+    so caching by the object is caching by shape; the cache keeps them alive.
     """
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     binds: list[tuple[str | None, Callable[[Any], Any] | None, Any]] = []
@@ -897,14 +897,13 @@ class Database:
                 yield uow
                 await uow.flush(session)
             return
-        assert self._inline_reader is not None and self._inline_writer is not None
+        assert self._inline_reader is not None
         with Session(self._inline_reader, expire_on_commit=False) as reading:
             uow = UnitOfWork(InlineSession(reading), consumer)
             yield uow
             reading.rollback()  # ends the read snapshot
-        async with self.writing():
-            with Session(self._inline_writer, expire_on_commit=False) as writing, writing.begin():
-                await uow.flush(InlineSession(writing))
+        async with self.writing(), self._write_session() as writing:
+            await uow.flush(writing)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

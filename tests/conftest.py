@@ -15,6 +15,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import hypothesis  # noqa: F401  (see below)
 import pytest
@@ -109,22 +110,28 @@ def isolated_topics() -> Topics:
     return Topics(**{name: f"{getattr(base, name)}-{suffix}" for name in Topics.model_fields})
 
 
-@pytest.fixture
-async def stack_settings(kafka_settings: Settings, database_url: str) -> AsyncIterator[Settings]:
-    """Settings for one integration test: its own topics, groups and database."""
-    from infra.kafka_local import ensure_topics
-
+def isolated_settings(base: Settings, database_url: str, **overrides: Any) -> Settings:
+    """``base`` with its own topics, consumer groups and database: a test sees only its own
+    records, whatever the others left on the broker."""
     suffix = uuid.uuid4().hex[:8]
-    settings = kafka_settings.model_copy(
+    return base.model_copy(
         update={
             "topics": isolated_topics(),
             "database_url": database_url,
             "authority_group": f"room-authority-{suffix}",
             "statistics_group": f"usage-statistics-{suffix}",
-            "partitions": 3,
-            "relay_interval_s": 0.02,
-            "batch_timeout_ms": 50,
+            **overrides,
         }
+    )
+
+
+@pytest.fixture
+async def stack_settings(kafka_settings: Settings, database_url: str) -> AsyncIterator[Settings]:
+    """Settings for one integration test: its own topics, groups and database."""
+    from infra.kafka_local import ensure_topics
+
+    settings = isolated_settings(
+        kafka_settings, database_url, partitions=3, relay_interval_s=0.02, batch_timeout_ms=50
     )
     await ensure_topics(settings)
     yield settings

@@ -8,14 +8,13 @@ fail and then hang, and nothing but `make demo` showed it.
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 
 import pytest
 
 from entrypoints.demo import demo
 from infra.settings import Settings
-from tests.conftest import isolated_topics
+from tests.conftest import isolated_settings
 
 pytestmark = pytest.mark.integration
 
@@ -23,15 +22,7 @@ pytestmark = pytest.mark.integration
 async def test_the_demo_runs_to_the_end_and_reports_what_it_decided(
     kafka_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    suffix = uuid.uuid4().hex[:8]
-    settings = kafka_settings.model_copy(
-        update={
-            "topics": isolated_topics(),
-            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}",
-            "authority_group": f"demo-authority-{suffix}",
-            "statistics_group": f"demo-statistics-{suffix}",
-        }
-    )
+    settings = isolated_settings(kafka_settings, f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
 
     assert await demo(settings, months=2) == 0
 

@@ -29,17 +29,10 @@ SEOUL = ZoneInfo("Asia/Seoul")
 async def sqlite_stack(kafka_settings: Settings, tmp_path: Path) -> Settings:
     """Process supervision does not depend on the database: SQLite only."""
     from infra.kafka_local import ensure_topics
-    from tests.conftest import isolated_topics
+    from tests.conftest import isolated_settings
 
-    suffix = uuid.uuid4().hex[:8]
-    settings = kafka_settings.model_copy(
-        update={
-            "topics": isolated_topics(),
-            "database_url": f"sqlite+aiosqlite:///{tmp_path / 'spaces.db'}",
-            "authority_group": f"room-authority-{suffix}",
-            "statistics_group": f"usage-statistics-{suffix}",
-            "partitions": 3,
-        }
+    settings = isolated_settings(
+        kafka_settings, f"sqlite+aiosqlite:///{tmp_path / 'spaces.db'}", partitions=3
     )
     await ensure_topics(settings)
     return settings
