@@ -358,10 +358,15 @@ class InlineSession:
             for row in rows
         ]
         driver = self.sync_session.connection().connection.driver_connection
+        dbapi = self.bind.dialect.loaded_dbapi
         cursor = driver.cursor()  # type: ignore[union-attr]
         try:
             cursor.executemany(sql, params)
             return int(cursor.rowcount)
+        except dbapi.Error as error:
+            # As SQLAlchemy would raise it (a lock timeout, a duplicate id): the consumer
+            # loop retries a batch on ``DBAPIError``; a bare driver error would stop it.
+            raise DBAPIError.instance(sql, params, error, dbapi.Error) from error
         finally:
             cursor.close()
 

@@ -253,3 +253,18 @@ async def test_a_write_waiting_for_sqlites_writer_is_measured(tmp_path: object) 
     finally:
         await first.dispose()
         await second.dispose()
+
+
+async def test_a_failed_bulk_write_is_a_database_error_the_loop_retries(db: Database) -> None:
+    """On SQLite the bulk writes bypass SQLAlchemy's execution; a driver error must still
+    come out as ``DBAPIError``, which the consumer loop rolls back and retries, and not
+    stop the consumer."""
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    with pytest.raises(DBAPIError) as raised:
+        async with db.unit_of_work("room-authority") as uow:
+            uow.mark_processed("same-id", "checkins", 0, 1)
+            uow.mark_processed("same-id", "checkins", 0, 2)
+    assert isinstance(raised.value, IntegrityError)
+    async with db.unit_of_work("room-authority") as uow:  # nothing of it was committed
+        assert await uow.already_processed(["same-id"]) == set()
