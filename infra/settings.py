@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     statistics_group: str = "usage-statistics"
     batch_max_records: int = Field(default=1000, ge=1)
     """Inputs the room authority decides in one transaction at most."""
-    statistics_batch_max_records: int = Field(default=2000, ge=1)
+    statistics_batch_max_records: int = Field(default=6000, ge=1)
     """Decisions the statistics fold in one transaction at most: a larger batch sends each
     changed monthly aggregate once for more decisions."""
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)

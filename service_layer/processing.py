@@ -64,6 +64,10 @@ class Handler(Protocol[Event]):
     def identity(self, event: Event) -> str | None:
         """The id that makes ``event`` idempotent; None if deciding it twice is harmless."""
 
+    def digest(self, record: Record, event: Event) -> str:
+        """What an exact re-send of ``record`` has in common with the original (stored with
+        its id): :func:`content_digest`, or a cheaper one where re-sends are byte-equal."""
+
     async def load(self, uow: UnitOfWork, events: Sequence[Event]) -> None:
         """Have the states these events need at hand (from memory or the database)."""
 
@@ -162,11 +166,12 @@ async def process_batch(
     for record in records:
         reason = poison.get(position(record))
         parsed.append((record, handler.parse(record) if reason is None else reason))
-    ids: set[str] = set()
-    for record, item in parsed:
-        ident = position_id(record) if isinstance(item, str) else handler.identity(item)
-        if ident is not None:
-            ids.add(ident)
+    # Each record's id, worked out once: (record, parsed event or why not, id or None).
+    items = [
+        (record, item, position_id(record) if isinstance(item, str) else handler.identity(item))
+        for record, item in parsed
+    ]
+    ids = {ident for _, _, ident in items if ident is not None}
     stored = await uow.processed_digests(ids)
     seen = set(stored)
     digests = {ident: found[0] for ident, found in stored.items()}
@@ -174,32 +179,31 @@ async def process_batch(
     # An id already decided (before, or earlier in this batch) with other content is not
     # a re-send: it is dead-lettered, with where the id was first used, not skipped.
     reused: set[str] = set()
-    for index, (record, item) in enumerate(parsed):
-        if isinstance(item, str):
+    for index, (record, item, ident) in enumerate(items):
+        if isinstance(item, str) or ident is None:
             continue
-        ident = handler.identity(item)
-        if ident is None:
-            continue
-        digest = content_digest(record, item)
+        digest = handler.digest(record, item)
         known = digests.get(ident)
-        if ident in digests and known is not None and known != digest:
-            parsed[index] = (record, _reused(ident, where[ident]))
-            reused.add(position_id(record))
-        elif ident not in digests:
+        if ident not in digests:
             digests[ident] = digest
             where[ident] = "{}[{}]@{}".format(*position(record))
+        elif known is not None and known != digest and known != content_digest(record, item):
+            # (The second comparison: a digest stored as content_digest before the
+            # handler's own digest was cheaper.)
+            marker = position_id(record)
+            items[index] = (record, _reused(ident, where[ident]), marker)
+            reused.add(marker)
     if reused:  # rare: a second query, so each such record is dead-lettered once
         seen |= await uow.already_processed(reused)
-    await handler.load(uow, [item for _, item in parsed if not isinstance(item, str)])
-    for record, item in parsed:
+    await handler.load(uow, [item for _, item, _ in items if not isinstance(item, str)])
+    for record, item, ident in items:
         if isinstance(item, str):
-            marker = position_id(record)
+            marker = ident or position_id(record)
             if marker not in seen:
                 seen.add(marker)
                 dead_letter(uow, settings, record, item, handler.group, utcnow())
                 uow.mark_processed(marker, record.topic, record.partition, record.offset)
             continue
-        ident = handler.identity(item)
         if ident is not None:
             if ident in seen:
                 METRICS.inc(f"{handler.name}_duplicates_total")

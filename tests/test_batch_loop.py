@@ -19,7 +19,7 @@ from sqlalchemy import select
 import consumers.batch as batch
 from infra.db import Database, OutboxRow, UnitOfWork
 from infra.settings import Settings
-from service_layer.processing import Record
+from service_layer.processing import Record, content_digest
 
 TP = TopicPartition("inputs", 0)
 
@@ -100,6 +100,9 @@ class ListHandler:
 
     def identity(self, event: int) -> str:
         return f"e{event}"
+
+    def digest(self, record: Record, event: int) -> str:
+        return content_digest(record, event)
 
     async def load(self, uow: UnitOfWork, events: Sequence[int]) -> None: ...
 

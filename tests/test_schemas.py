@@ -10,6 +10,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
 
@@ -18,10 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from consumers.statistics import UsageStatistics
+from infra.settings import Settings
 from schemas.decisions import DECISION_ADAPTER
 from schemas.export import TOPICS, USAGE_KEY, export_all, message_type
 from schemas.inputs import BOOKING_ADAPTER, CAPACITY_ADAPTER, CHECKIN_ADAPTER, Checkin
 from schemas.outputs import DeadLetter, Occupancy, UsageMonthly, usage_key
+from service_layer.processing import content_digest
 
 COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
@@ -547,6 +551,18 @@ def test_every_decision_example_parses(type_: str) -> None:
     parsed = DECISION_ADAPTER.validate_json(json.dumps(message))
     assert parsed.type == type_
     assert json.loads(parsed.model_dump_json())["type"] == type_
+
+
+@pytest.mark.parametrize("type_", list(decisions()))
+def test_a_published_decision_has_the_same_digest_as_bytes_and_as_content(type_: str) -> None:
+    """The statistics store the digest of a decision's bytes (the relay re-sends what the
+    authority serialized); before, they stored ``content_digest``. A decision redelivered
+    across that upgrade must still be a re-send, not an id reused for other content."""
+    published = DECISION_ADAPTER.validate_json(json.dumps(decisions()[type_])).model_dump_json()
+    record = SimpleNamespace(value=published.encode())
+    parsed = DECISION_ADAPTER.validate_json(record.value)
+    statistics = UsageStatistics(Settings())
+    assert statistics.digest(record, parsed) == content_digest(record, parsed)  # type: ignore[arg-type]
 
 
 def test_decision_types_fields_and_reasons_match_the_contract() -> None:

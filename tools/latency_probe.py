@@ -60,6 +60,8 @@ async def main():
     await asyncio.sleep(3)
     rt.cancel(); await prod.stop(); await cons.stop()
     proc.terminate(); proc.wait(30)
+    from bench.common import delete_topics
+    await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run
     lat.sort()
     q = lambda p: lat[min(len(lat)-1, int(p*len(lat)))]*1000
     for name, xs in (("input->relay send", to_relay), ("relay send->read", from_relay)):

@@ -94,5 +94,7 @@ async def main():
         p.send_signal(2); p.wait()
     proc.terminate(); proc.wait(30)
     end = max(last or 0, lastu or 0)
+    from bench.common import delete_topics
+    await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run
     print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s rss={rss}kB wall={time.time()-t0:.0f}s")
 asyncio.run(main())
