@@ -9,10 +9,13 @@ SQLite (the embedded default) and PostgreSQL (production, CI) are both served.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import itertools
 import json
+import logging
 import secrets
+import sqlite3
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -59,7 +62,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from infra.observability import observe_writer_lock_wait
+from infra.observability import observe_checkpoint, observe_writer_lock_wait
 from infra.settings import Settings
 
 
@@ -279,6 +282,22 @@ def make_engine(settings: Settings, *, read_only: bool = False) -> AsyncEngine:
     return engine
 
 
+WAL_AUTOCHECKPOINT_PAGES = 16_384
+"""SQLite's own checkpoint, at 64 MiB of WAL (its default is 1,000 pages): a net for a
+process that writes without ``Database.writing`` checkpointing after it."""
+CHECKPOINT_INTERVAL_S = 1.0
+"""A writing process checkpoints the WAL at most this often, after a write."""
+
+log = logging.getLogger(__name__)
+
+
+def _passive_checkpoint(path: str) -> None:
+    """Copy the WAL's committed pages into the database file, without taking SQLite's write
+    lock (``PASSIVE``): writers of every process go on meanwhile."""
+    with contextlib.closing(sqlite3.connect(path, timeout=0)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 INLINE_BUSY_TIMEOUT_MS = 2000
 """How long an inline SQLite statement may wait for a lock, blocking the event loop. Every
 writer of the service takes the writer lock first (``Database.writing``), so a wait here
@@ -315,6 +334,10 @@ def _configure_sqlite(engine: Engine, *, read_only: bool, busy_timeout_ms: int) 
         else:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # SQLite checkpoints in the COMMIT that crossed the threshold, so under our
+            # writer lock: the other process waited for it. The service checkpoints in a
+            # thread instead (``Database._checkpoint``); this is only the safety net.
+            cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -850,6 +873,8 @@ class Database:
             make_inline_engine(settings, read_only=False) if self._sqlite else None
         )
         self._inline_reader = make_inline_engine(settings, read_only=True) if self._sqlite else None
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._last_checkpoint = 0.0
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[None]:
@@ -880,6 +905,36 @@ class Database:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+        self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        """After a write: checkpoint the WAL in a thread, at most every
+        ``CHECKPOINT_INTERVAL_S`` (a write meanwhile is in the next one).
+
+        Outside the writer lock, so no writer waits for it (``WAL_AUTOCHECKPOINT_PAGES``).
+        A checkpointer of another process at the same time finds SQLite busy and leaves
+        the pages to the other one."""
+        if self._checkpointing is None:
+            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        try:
+            await asyncio.sleep(self._last_checkpoint + CHECKPOINT_INTERVAL_S - time.monotonic())
+            self._last_checkpoint = started = time.monotonic()
+            database = make_url(self.settings.database_url).database
+            if database and database != ":memory:":
+                await asyncio.to_thread(_passive_checkpoint, database)
+                observe_checkpoint(time.monotonic() - started)
+        except sqlite3.Error as error:
+            log.debug("checkpoint skipped", extra={"error": str(error)})
+        finally:
+            self._checkpointing = None
+
+    async def checkpoint_finished(self) -> None:
+        """Wait for the checkpoint due, if any (tests)."""
+        task = self._checkpointing
+        if task is not None:
+            await asyncio.shield(task)
 
     async def migrate(self) -> None:
         async with self.writing():
@@ -1076,6 +1131,10 @@ class Database:
         return int(getattr(ids, "rowcount", 0)), int(getattr(rows, "rowcount", 0))
 
     async def dispose(self) -> None:
+        if self._checkpointing is not None:  # SQLite checkpoints as the last connection closes
+            self._checkpointing.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._checkpointing
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

@@ -247,6 +247,13 @@ WRITER_LOCK_WAIT = Histogram(
     registry=None,
 )
 """Registered at its first wait (``observe_writer_lock_wait``): only SQLite has one."""
+CHECKPOINT_SECONDS = Histogram(
+    "spaces_sqlite_checkpoint_seconds",
+    "Seconds each WAL checkpoint took (in a thread, outside the writer lock).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=None,
+)
+"""Registered at the first checkpoint (``observe_checkpoint``): only SQLite has them."""
 _BATCH_CHILDREN: dict[str, tuple[Any, Any]] = {}
 _shown: list[Collector] = []
 """Metrics registered at their first sample: a process that never samples one (no relay,
@@ -268,6 +275,11 @@ def observe_writer_lock_wait(seconds: float) -> None:
     """How long a write waited for SQLite's writer lock: where the processes contend."""
     _show(WRITER_LOCK_WAIT)
     WRITER_LOCK_WAIT.observe(seconds)
+
+
+def observe_checkpoint(seconds: float) -> None:
+    _show(CHECKPOINT_SECONDS)
+    CHECKPOINT_SECONDS.observe(seconds)
 
 
 def observe_batch(consumer: str, records: int, seconds: float) -> None:
@@ -299,7 +311,10 @@ class DecisionCounts:
         if pending is None:
             pending = self._pending[id(handler)] = Counter()
         for decision in decisions:
-            pending[(decision.type, str(getattr(decision, "reason", None) or ""))] += 1
+            # Fields are in the model's __dict__; getattr on a model without ``reason`` would
+            # go through pydantic's __getattr__ and an exception, per decision.
+            reason = decision.__dict__.get("reason")
+            pending[(decision.type, str(reason) if reason else "")] += 1
 
     def commit(self, handler: object) -> None:
         pending = self._pending.pop(id(handler), None)

@@ -268,3 +268,40 @@ async def test_a_failed_bulk_write_is_a_database_error_the_loop_retries(db: Data
     assert isinstance(raised.value, IntegrityError)
     async with db.unit_of_work("room-authority") as uow:  # nothing of it was committed
         assert await uow.already_processed(["same-id"]) == set()
+
+
+async def test_the_wal_is_checkpointed_after_writes_outside_the_writer_lock(
+    tmp_path: object,
+) -> None:
+    """SQLite's own checkpoint (at 1,000 pages by default) ran inside the COMMIT, under the
+    writer lock the other process waits for. The service checkpoints in a thread after a
+    write instead: the pages reach the database file, and the WAL does not grow."""
+    import os
+
+    from infra.db import WAL_AUTOCHECKPOINT_PAGES
+
+    path = f"{tmp_path}/spaces.db"
+    db = Database(Settings(database_url=f"sqlite+aiosqlite:///{path}"))
+    await db.migrate()
+    await db.checkpoint_finished()
+    try:
+        rows = [
+            {
+                "id": f"id-{i:06d}-" + "x" * 200,
+                "consumer": "c",
+                "topic": "t",
+                "partition": 0,
+                "offset": i,
+            }
+            for i in range(5000)
+        ]  # ~1.3 MB of pages
+        async with db.unit_of_work("c") as uow:
+            for row in rows:
+                uow.mark_processed(row["id"], row["topic"], row["partition"], row["offset"])
+        # The pages are in the WAL; SQLite's own checkpoint would wait for 64 MiB of it.
+        assert WAL_AUTOCHECKPOINT_PAGES * 4096 > 60 * 2**20
+        await db.checkpoint_finished()
+        size = os.path.getsize(path)  # noqa: ASYNC240 - one stat in a test
+        assert size > 1_000_000  # the pages were copied into the database file
+    finally:
+        await db.dispose()

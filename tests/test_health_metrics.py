@@ -20,6 +20,8 @@ from infra.observability import (
     MetricsServer,
     observe_batch,
 )
+from schemas.decisions import DECISION_ADAPTER
+from tests.test_schemas import decisions as decision_examples
 
 
 class FakeClock:
@@ -97,6 +99,19 @@ def test_decisions_count_only_when_their_batch_commits() -> None:
     counts.commit(authority)  # nothing pending: nothing added
     counts.commit(other)
     assert sum(counts.totals.values()) == 3
+
+
+def test_real_decisions_count_by_type_and_reason() -> None:
+    counts = DecisionCounts()
+    handler = object()
+    examples = decision_examples()
+    models = [DECISION_ADAPTER.validate_json(json.dumps(examples[t])) for t in sorted(examples)]
+    counts.add(handler, models)
+    counts.commit(handler)
+    assert counts.totals[("checkin.denied", "room_full")] == 1
+    assert counts.totals[("checkin.admitted", "")] == 1
+    assert counts.totals[("booking.rejected", examples["booking.rejected"]["reason"])] == 1
+    assert sum(counts.totals.values()) == len(examples)
 
 
 def test_children_of_the_supervisor_serve_on_consecutive_ports() -> None:

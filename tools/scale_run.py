@@ -89,6 +89,19 @@ async def main():
             for r in recs:
                 if tp.topic == topics.usage_monthly: nagg += 1; lastu = r.timestamp; quiet = time.time()
     await cons.stop()
+    # CPU seconds of each service process (utime + stime): where the two cores went.
+    kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split() if proc.poll() is None else []
+    cpu = {open(f"/proc/{k}/cmdline").read().split(chr(0))[-2]: round(sum(int(x) for x in open(f"/proc/{k}/stat").read().rsplit(")", 1)[1].split()[11:13]) / os.sysconf("SC_CLK_TCK"), 1) for k in kids}
+    print("cpu seconds by process", cpu, flush=True)
+    # Time each process waited for SQLite's one writer (the other process held it).
+    import urllib.request
+    for port in (8331, 8332):
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            continue
+        waits = [line for line in text.splitlines() if line.startswith("spaces_sqlite_writer_lock_wait_seconds_" ) and ("_sum" in line or "_count" in line)]
+        print(f"port {port}:", "; ".join(waits), flush=True)
     rss = open(f"/proc/{proc.pid}/status").read().split("VmRSS:")[1].split()[0] if proc.poll() is None else "?"
     for p in pspy or ():
         p.send_signal(2); p.wait()
