@@ -914,8 +914,10 @@ class Database:
         Outside the writer lock, so no writer waits for it (``WAL_AUTOCHECKPOINT_PAGES``).
         A checkpointer of another process at the same time finds SQLite busy and leaves
         the pages to the other one."""
-        if self._checkpointing is None:
-            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
+        loop = asyncio.get_running_loop()
+        task = self._checkpointing
+        if task is None or task.done() or task.get_loop() is not loop:  # (a loop that ended)
+            self._checkpointing = loop.create_task(self._checkpoint())
 
     async def _checkpoint(self) -> None:
         try:
@@ -925,15 +927,18 @@ class Database:
             if database and database != ":memory:":
                 await asyncio.to_thread(_passive_checkpoint, database)
                 observe_checkpoint(time.monotonic() - started)
-        except sqlite3.Error as error:
+        except sqlite3.Error as error:  # busy: another process's checkpoint copies them
             log.debug("checkpoint skipped", extra={"error": str(error)})
+        except OSError as error:  # the next write tries again; SQLite's own is the net
+            log.warning("checkpoint failed", extra={"error": str(error)})
         finally:
-            self._checkpointing = None
+            if self._checkpointing is asyncio.current_task():
+                self._checkpointing = None
 
     async def checkpoint_finished(self) -> None:
         """Wait for the checkpoint due, if any (tests)."""
         task = self._checkpointing
-        if task is not None:
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
             await asyncio.shield(task)
 
     async def migrate(self) -> None:
@@ -1131,10 +1136,11 @@ class Database:
         return int(getattr(ids, "rowcount", 0)), int(getattr(rows, "rowcount", 0))
 
     async def dispose(self) -> None:
-        if self._checkpointing is not None:  # SQLite checkpoints as the last connection closes
-            self._checkpointing.cancel()
+        task, self._checkpointing = self._checkpointing, None
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()  # SQLite checkpoints as the last connection closes
             with suppress(asyncio.CancelledError):
-                await self._checkpointing
+                await task
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None

@@ -86,9 +86,11 @@ class Settings(BaseSettings):
     statistics_group: str = "usage-statistics"
     batch_max_records: int = Field(default=1000, ge=1)
     """Inputs the room authority decides in one transaction at most."""
-    statistics_batch_max_records: int = Field(default=6000, ge=1)
+    statistics_batch_max_records: int = Field(default=2000, ge=1)
     """Decisions the statistics fold in one transaction at most: a larger batch sends each
-    changed monthly aggregate once for more decisions."""
+    changed monthly aggregate once for more decisions, and holds more in memory. 6,000 made
+    the whole service faster (``tools/scale_run.py``) but its memory grew 46-56 MiB from
+    10,000 to 100,000 inputs in ``make bench`` (target 50), against 37-38 at 2,000."""
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
     """Python's cycle collector thresholds in a service process (``gc.set_threshold``).
     The default (700, 10, 10) runs a collection every few hundred allocations, each
