@@ -18,6 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +154,10 @@ class LoopOptions:
     timeout_ms: int
     db_retries: int = 5
     max_idle_s: float = 1.0
+    linger_s: float = 0.0
+    """After a batch smaller than ``max_records``, wait until this long after its start
+    before the next: fewer, larger batches (the statistics, whose readers want monthly
+    figures, not each decision at once). A full batch (a backlog) goes on at once."""
 
 
 class EffectivelyOnceLoop:
@@ -193,8 +198,13 @@ class EffectivelyOnceLoop:
         if ready is not None:
             ready.set()
         name = self.handler.name
+        linger_until: float | None = None
         try:
             while not stop.is_set():
+                if linger_until is not None:
+                    await self._linger(stop, linger_until)
+                    linger_until = None
+                    continue
                 # Records already buffered and ready are decided without waiting for more;
                 # a group held back by a partition not read yet reads that partition first.
                 # (Decided from the buffer as it is now: a rebalance may have emptied it.)
@@ -218,6 +228,8 @@ class EffectivelyOnceLoop:
                     if not records:
                         continue
                     started = time.perf_counter()
+                    if self.options.linger_s > 0 and len(records) < self.options.max_records:
+                        linger_until = time.monotonic() + self.options.linger_s
                     await self._decide(records)
                     if self.outbox_written is not None:
                         self.outbox_written.set()
@@ -253,6 +265,12 @@ class EffectivelyOnceLoop:
             await self._offsets_committed()
             await consumer.stop()
             log.info("consumer stopped", extra={"group": self.options.group_id})
+
+    @staticmethod
+    async def _linger(stop: asyncio.Event, until: float) -> None:
+        """Wait until ``until`` (monotonic) or a stop; the heartbeat and fetching go on."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), max(0.0, until - time.monotonic()))
 
     async def _offsets_committed(self) -> None:
         """Wait for the offset commit in flight, if any (a rebalance waits for it too)."""

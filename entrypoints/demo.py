@@ -192,8 +192,14 @@ def print_decisions(counts: Counter[str], title: str) -> None:
 
 
 async def demo(settings: Settings, months: int = 3, seed: int = 7) -> int:
+    # A replay that waits for each step's figures: the statistics fold at once (no linger).
     settings = settings.model_copy(
-        update={"decide_at": "event", "relay_interval_s": 0.02, "batch_timeout_ms": 20}
+        update={
+            "decide_at": "event",
+            "relay_interval_s": 0.02,
+            "batch_timeout_ms": 20,
+            "statistics_linger_ms": 0,
+        }
     )
     center = seosan_center()
     tz = ZoneInfo(center.timezone)

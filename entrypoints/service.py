@@ -104,6 +104,7 @@ class Services:
                     topics=(self.settings.topics.decisions,),
                     max_records=self.settings.statistics_batch_max_records,
                     timeout_ms=self.settings.batch_timeout_ms,
+                    linger_s=self.settings.statistics_linger_ms / 1000,
                 ),
                 outbox_written,
             )

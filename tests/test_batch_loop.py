@@ -46,6 +46,7 @@ class ScriptedConsumer:
         self.fetches = fetches
         self.rebalance_at_call = rebalance_at_call
         self.timeouts: list[int] = []
+        self.polled_at: list[float] = []
         self.committed: dict[TopicPartition, int] = {}
         self.listener: Any = None
         self.done = asyncio.Event()
@@ -70,6 +71,7 @@ class ScriptedConsumer:
         self, *partitions: TopicPartition, timeout_ms: int, max_records: int
     ) -> dict[TopicPartition, list[Rec]]:
         self.timeouts.append(timeout_ms)
+        self.polled_at.append(asyncio.get_running_loop().time())
         if len(self.timeouts) == self.rebalance_at_call:
             await self.listener.on_partitions_revoked([TP])
             await self.listener.on_partitions_assigned([TP])
@@ -126,13 +128,16 @@ async def run_loop(
     consumer: ScriptedConsumer,
     handler: ListHandler,
     calls: int,
+    linger_s: float = 0.0,
 ) -> Database:
     """Run the loop until the consumer has been polled ``calls`` times (or spins)."""
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'loop.db'}")
     db = Database(settings)
     await db.migrate()
     monkeypatch.setattr(batch, "make_group_consumer", lambda *args, **kwargs: consumer)
-    options = batch.LoopOptions(group_id="g", topics=("inputs",), max_records=10, timeout_ms=30)
+    options = batch.LoopOptions(
+        group_id="g", topics=("inputs",), max_records=10, timeout_ms=30, linger_s=linger_s
+    )
     loop = batch.EffectivelyOnceLoop(settings, db, handler, options)  # type: ignore[arg-type]
     stop = asyncio.Event()
 
@@ -188,3 +193,21 @@ def eval_offset(value: str) -> int:
     import json
 
     return int(json.loads(value)["offset"])
+
+
+async def test_after_a_batch_that_was_not_full_the_loop_lingers_and_a_full_one_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``linger_s`` (the statistics): fewer, larger batches under live traffic, none of the
+    wait under a backlog."""
+    # Poll 1: a full batch (10), decided, and the next poll comes at once. Poll 2: 4
+    # records, a partial batch: the next poll waits for the linger.
+    consumer = ScriptedConsumer([records(0, 10), records(10, 4), records(14, 3)])
+    handler = ListHandler()
+    db = await run_loop(tmp_path, monkeypatch, consumer, handler, calls=4, linger_s=0.3)
+    await db.dispose()
+    assert handler.handled == list(range(17))
+    gaps = [b - a for a, b in zip(consumer.polled_at, consumer.polled_at[1:], strict=False)]
+    assert gaps[0] < 0.2  # after the full batch: at once
+    assert gaps[1] >= 0.3 - 0.01  # after the partial one: lingered
+    assert gaps[2] >= 0.3 - 0.01
