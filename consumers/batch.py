@@ -155,9 +155,14 @@ class LoopOptions:
     db_retries: int = 5
     max_idle_s: float = 1.0
     linger_s: float = 0.0
-    """After a batch smaller than ``max_records``, wait until this long after its start
-    before the next: fewer, larger batches (the statistics, whose readers want monthly
-    figures, not each decision at once). A full batch (a backlog) goes on at once."""
+    """After a small batch (``linger_below``), wait until this long after its start before
+    the next: fewer, larger batches (the statistics, whose readers want monthly figures,
+    not each decision at once). A larger batch means a backlog: it goes on at once."""
+
+    @property
+    def linger_below(self) -> int:
+        """Records in a batch below which the loop is caught up with live traffic."""
+        return max(1, self.max_records // 10)
 
 
 class EffectivelyOnceLoop:
@@ -228,7 +233,7 @@ class EffectivelyOnceLoop:
                     if not records:
                         continue
                     started = time.perf_counter()
-                    if self.options.linger_s > 0 and len(records) < self.options.max_records:
+                    if self.options.linger_s > 0 and len(records) < self.options.linger_below:
                         linger_until = time.monotonic() + self.options.linger_s
                     await self._decide(records)
                     if self.outbox_written is not None:

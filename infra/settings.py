@@ -92,11 +92,11 @@ class Settings(BaseSettings):
     the whole service faster (``tools/scale_run.py``) but its memory grew 46-56 MiB from
     10,000 to 100,000 inputs in ``make bench`` (target 50), against 37-38 at 2,000."""
     statistics_linger_ms: int = Field(default=500, ge=0)
-    """After a batch that was not full, the statistics wait this long (from its start)
-    before the next: under live traffic they fold fewer, larger batches, so each room's
-    aggregate goes out once for several decisions, and they take SQLite's writer and the
-    CPU from the kiosk path less often. A backlog (full batches) is folded without
-    waiting. 0: fold each batch as it comes."""
+    """After a small batch (under a tenth of ``statistics_batch_max_records``: caught up
+    with live traffic), the statistics wait this long (from its start) before the next:
+    they fold fewer, larger batches, so each room's aggregate goes out once for several
+    decisions, and they take SQLite's writer and the CPU from the kiosk path less often. A
+    backlog (larger batches) is folded without waiting. 0: fold each batch as it comes."""
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
     """Python's cycle collector thresholds in a service process (``gc.set_threshold``).
     The default (700, 10, 10) runs a collection every few hundred allocations, each

@@ -129,6 +129,7 @@ async def run_loop(
     handler: ListHandler,
     calls: int,
     linger_s: float = 0.0,
+    max_records: int = 10,
 ) -> Database:
     """Run the loop until the consumer has been polled ``calls`` times (or spins)."""
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'loop.db'}")
@@ -136,7 +137,7 @@ async def run_loop(
     await db.migrate()
     monkeypatch.setattr(batch, "make_group_consumer", lambda *args, **kwargs: consumer)
     options = batch.LoopOptions(
-        group_id="g", topics=("inputs",), max_records=10, timeout_ms=30, linger_s=linger_s
+        group_id="g", topics=("inputs",), max_records=max_records, timeout_ms=30, linger_s=linger_s
     )
     loop = batch.EffectivelyOnceLoop(settings, db, handler, options)  # type: ignore[arg-type]
     stop = asyncio.Event()
@@ -200,14 +201,17 @@ async def test_after_a_batch_that_was_not_full_the_loop_lingers_and_a_full_one_g
 ) -> None:
     """``linger_s`` (the statistics): fewer, larger batches under live traffic, none of the
     wait under a backlog."""
-    # Poll 1: a full batch (10), decided, and the next poll comes at once. Poll 2: 4
-    # records, a partial batch: the next poll waits for the linger.
-    consumer = ScriptedConsumer([records(0, 10), records(10, 4), records(14, 3)])
+    # max_records 20: a batch of fewer than 2 records is caught up.
+    # Poll 1: 10 records, half a batch but a backlog: the next poll comes at once. Poll 2:
+    # 1 record, caught up: the next poll waits for the linger.
+    consumer = ScriptedConsumer([records(0, 10), records(10, 1), records(11, 1)])
     handler = ListHandler()
-    db = await run_loop(tmp_path, monkeypatch, consumer, handler, calls=4, linger_s=0.3)
+    db = await run_loop(
+        tmp_path, monkeypatch, consumer, handler, calls=4, linger_s=0.3, max_records=20
+    )
     await db.dispose()
-    assert handler.handled == list(range(17))
+    assert handler.handled == list(range(12))
     gaps = [b - a for a, b in zip(consumer.polled_at, consumer.polled_at[1:], strict=False)]
-    assert gaps[0] < 0.2  # after the full batch: at once
-    assert gaps[1] >= 0.3 - 0.01  # after the partial one: lingered
+    assert gaps[0] < 0.2  # after a large batch (a backlog): at once
+    assert gaps[1] >= 0.3 - 0.01  # after a small one (caught up): lingered
     assert gaps[2] >= 0.3 - 0.01
