@@ -873,6 +873,9 @@ class Database:
             make_inline_engine(settings, read_only=False) if self._sqlite else None
         )
         self._inline_reader = make_inline_engine(settings, read_only=True) if self._sqlite else None
+        database = make_url(settings.database_url).database if self._sqlite else None
+        self._wal_file = database if database and database != ":memory:" else None
+        """The SQLite file whose WAL the service checkpoints (``_checkpoint_soon``)."""
         self._checkpointing: asyncio.Task[None] | None = None
         self._last_checkpoint = 0.0
 
@@ -905,9 +908,10 @@ class Database:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-        self._checkpoint_soon()
+        if self._wal_file is not None:
+            self._checkpoint_soon(self._wal_file)
 
-    def _checkpoint_soon(self) -> None:
+    def _checkpoint_soon(self, path: str) -> None:
         """After a write: checkpoint the WAL in a thread, at most every
         ``CHECKPOINT_INTERVAL_S`` (a write meanwhile is in the next one).
 
@@ -917,16 +921,14 @@ class Database:
         loop = asyncio.get_running_loop()
         task = self._checkpointing
         if task is None or task.done() or task.get_loop() is not loop:  # (a loop that ended)
-            self._checkpointing = loop.create_task(self._checkpoint())
+            self._checkpointing = loop.create_task(self._checkpoint(path))
 
-    async def _checkpoint(self) -> None:
+    async def _checkpoint(self, path: str) -> None:
         try:
             await asyncio.sleep(self._last_checkpoint + CHECKPOINT_INTERVAL_S - time.monotonic())
             self._last_checkpoint = started = time.monotonic()
-            database = make_url(self.settings.database_url).database
-            if database and database != ":memory:":
-                await asyncio.to_thread(_passive_checkpoint, database)
-                observe_checkpoint(time.monotonic() - started)
+            await asyncio.to_thread(_passive_checkpoint, path)
+            observe_checkpoint(time.monotonic() - started)
         except sqlite3.Error as error:  # busy: another process's checkpoint copies them
             log.debug("checkpoint skipped", extra={"error": str(error)})
         except OSError as error:  # the next write tries again; SQLite's own is the net
