@@ -9,10 +9,17 @@ batch's offsets (``getmany(max_records=500)``). No database, no validation, no s
 beyond the dict. Its rate is what the broker, aiokafka and one Python process allow;
 the service's rate divided by it is the figure the bench reports.
 
+``--transactional`` makes it the **exactly-once ceiling**: the same loop, consuming,
+producing and committing the batch's offsets in one Kafka transaction per batch
+(``send_offsets_to_transaction``, as Kafka Streams and Quix Streams do for exactly-once),
+with its own ``transactional.id``. It is informational: what Kafka's transactions alone
+cost on this machine, next to the plain ceiling the targets are measured against.
+
 Self-contained (aiokafka and the standard library only), so it measures the same
 thing whichever checkout of the service is being measured.
 
     python -m bench.ceiling --bootstrap 127.0.0.1:19092 --topics a,b,c --group g --output d
+    python -m bench.ceiling ... --transactional
 
 Prints JSON lines on stdout: ``{"event": "assigned", "ts": <unix time>, ...}`` when the
 group gives it partitions, and ``{"event": "stopped", "inputs": n}`` at the end.
@@ -117,6 +124,7 @@ async def run(args: argparse.Namespace) -> int:
         enable_idempotence=True,
         linger_ms=2,
         request_timeout_ms=30000,
+        transactional_id=f"{args.group}-eos" if args.transactional else None,
     )
     await producer.start()
     await consumer.start()
@@ -132,6 +140,8 @@ async def run(args: argparse.Namespace) -> int:
                 continue
             acks = []
             offsets: dict[TopicPartition, int] = {}
+            if args.transactional:
+                await producer.begin_transaction()
             for tp, records in batches.items():
                 for record in records:
                     try:
@@ -142,7 +152,11 @@ async def run(args: argparse.Namespace) -> int:
                     acks.append(await producer.send(args.output, key=record.key, value=value))
                 offsets[tp] = records[-1].offset + 1
             await asyncio.gather(*acks)
-            await consumer.commit(offsets)
+            if args.transactional:
+                await producer.send_offsets_to_transaction(offsets, args.group)
+                await producer.commit_transaction()
+            else:
+                await consumer.commit(offsets)
             inputs += sum(len(records) for records in batches.values())
     finally:
         await consumer.stop()
@@ -159,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="the topic its decisions go to")
     parser.add_argument("--max-records", type=int, default=500)
     parser.add_argument("--timeout-ms", type=int, default=100)
+    parser.add_argument(
+        "--transactional",
+        action="store_true",
+        help="one Kafka transaction per batch, offsets included (the exactly-once ceiling)",
+    )
     return asyncio.run(run(parser.parse_args(argv)))
 
 

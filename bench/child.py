@@ -166,8 +166,15 @@ def service(
 
 
 def ceiling(
-    bootstrap: str, inputs: Sequence[str], group: str, output: str, log_path: Path
+    bootstrap: str,
+    inputs: Sequence[str],
+    group: str,
+    output: str,
+    log_path: Path,
+    *,
+    transactional: bool = False,
 ) -> Child:
+    """The ceiling loop; ``transactional``: the exactly-once ceiling (``bench.ceiling``)."""
     command = [
         sys.executable,
         "-m",
@@ -180,10 +187,12 @@ def ceiling(
         group,
         "--output",
         output,
+        *(["--transactional"] if transactional else []),
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPACES_")}
     env["PYTHONUNBUFFERED"] = "1"
-    return Child("ceiling loop", command, REPO, env, log_path)
+    name = "exactly-once ceiling loop" if transactional else "ceiling loop"
+    return Child(name, command, REPO, env, log_path)
 
 
 def service_assigned_at(child: Child, input_topic: str) -> float | None:

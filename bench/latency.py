@@ -133,9 +133,14 @@ async def kiosk_latency(
 
     watcher = Watcher(ctx.base.bootstrap, topics.decisions, None, on_primary=got)
     log_path = ctx.log_path(label, suffix)
-    if target == "ceiling":
+    if target.startswith("ceiling"):
         child = children.ceiling(
-            ctx.base.bootstrap, topics.inputs, f"bench-ceiling-{suffix}", topics.decisions, log_path
+            ctx.base.bootstrap,
+            topics.inputs,
+            f"bench-{target}-{suffix}",
+            topics.decisions,
+            log_path,
+            transactional=target == "ceiling-eos",
         )
     else:
         env = service_env(settings, ctx.home(suffix))

@@ -133,6 +133,7 @@ async def scale(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     }
     runs: list[tuple[str, str, str | None]] = [
         ("ceiling", "ceiling", None),
+        ("ceiling-eos", "ceiling-eos", None),
         ("sqlite", "service", "sqlite"),
         ("postgresql", "service", "postgresql"),
     ]
@@ -164,7 +165,7 @@ async def sweep(ctx: Context, sizes: Sizes) -> dict[str, Any]:
 
 async def latency(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     out: dict[str, Any] = {"rooms": sizes.latency_rooms, "window_s": sizes.latency_s}
-    for target in ("ceiling", "service"):
+    for target in ("ceiling", "ceiling-eos", "service"):
         result = await kiosk_latency(ctx, target, sizes.latency_rooms, sizes.rates, sizes.latency_s)
         out[target] = result
         windows = ", ".join(
@@ -257,6 +258,29 @@ def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
             _run_note(ceiling),
         )
     ]
+    eos = scale.get("ceiling-eos")
+    if eos is not None:  # informational: what Kafka's transactions alone cost
+        eos_rate = eos.get("rate")
+        out.append(
+            Check(
+                f"exactly-once ceiling loop ({label})",
+                eos_rate,
+                "inputs/s",
+                "-",
+                None,
+                _run_note(eos),
+            )
+        )
+        eos_ratio = eos_rate / ceiling["rate"] if eos_rate and ceiling.get("rate") else None
+        out.append(
+            Check(
+                "  exactly-once ceiling / ceiling",
+                round(eos_ratio, 2) if eos_ratio else None,
+                "x",
+                "-",
+                None,
+            )
+        )
     for backend, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
         run = scale.get(backend, {})
         rate = run.get("rate")
@@ -299,12 +323,14 @@ def latency_checks(latency: dict[str, Any]) -> list[Check]:
         return [Check("latency scenario", None, "", "runs", False, latency["error"])]
     out: list[Check] = []
     by: dict[tuple[str, int], dict[str, Any]] = {}
-    for target in ("ceiling", "service"):
+    for target in ("ceiling", "ceiling-eos", "service"):
         for window in latency.get(target, {}).get("windows", []):
             by[(target, int(window["offered_per_s"]))] = window
     for rate in sorted({r for _, r in by} | {200, 1000}):
-        for target, name in (("ceiling", "ceiling loop"), ("service", "spaces run, SQLite")):
+        for target, name in LATENCY_TARGETS:
             window = by.get((target, rate))
+            if window is None and target == "ceiling-eos" and target not in latency:
+                continue  # (a report from before it was measured)
             note = "" if window else _run_note(latency.get(target, {})) or "not measured"
             if window and window.get("drain") != "done":
                 note = f"not drained: {window.get('drain')}"
@@ -348,7 +374,25 @@ def latency_checks(latency: dict[str, Any]) -> list[Check]:
         out.append(
             Check(f"  p99 spaces run / ceiling at {rate}/s", ratio, "x", target_text, passed)
         )
+        eos = by.get(("ceiling-eos", rate))
+        if eos and ceiling and eos.get("p99_ms") and ceiling.get("p99_ms"):
+            out.append(
+                Check(
+                    f"  p99 exactly-once ceiling / ceiling at {rate}/s",
+                    round(eos["p99_ms"] / ceiling["p99_ms"], 2),
+                    "x",
+                    "-",
+                    None,
+                )
+            )
     return out
+
+
+LATENCY_TARGETS = (
+    ("ceiling", "ceiling loop"),
+    ("ceiling-eos", "exactly-once ceiling loop"),
+    ("service", "spaces run, SQLite"),
+)
 
 
 def sweep_checks(sweep: dict[str, Any]) -> list[Check]:

@@ -40,7 +40,7 @@ from schemas.inputs import AnyInput
 class RunResult:
     label: str
     target: str
-    """``ceiling`` or ``service``."""
+    """``ceiling``, ``ceiling-eos`` (the exactly-once ceiling) or ``service``."""
     backend: str | None
     rooms: int
     inputs: int
@@ -111,13 +111,14 @@ async def pre_produced(
         watcher.expect(produced.ids)
         await watcher.start()
         log_path = ctx.log_path(label, suffix)
-        if target == "ceiling":
+        if target.startswith("ceiling"):
             child = children.ceiling(
                 ctx.base.bootstrap,
                 topics.inputs,
-                f"bench-ceiling-{suffix}",
+                f"bench-{target}-{suffix}",
                 topics.decisions,
                 log_path,
+                transactional=target == "ceiling-eos",
             )
         else:
             env = service_env(settings, ctx.home(suffix))
@@ -151,7 +152,7 @@ async def pre_produced(
                 }
             )
         stopped = child.stop()
-        if target == "ceiling":
+        if target.startswith("ceiling"):
             start = children.ceiling_assigned_at(child)
         else:
             start = children.service_assigned_at(child, topics.capacity)
