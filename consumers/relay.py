@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 
 from infra.db import Database, PendingMessage
 from infra.kafka import encode, make_reader, make_transactional_producer, partition_for
-from infra.observability import METRICS
+from infra.observability import METRICS, observe_relay_transaction
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -231,9 +232,11 @@ class OutboxRelay:
 
     async def _transaction(self, producer: AIOKafkaProducer, rows: list[PendingMessage]) -> None:
         """Send ``rows`` and commit them, all or none (a fenced producer raises here)."""
+        began = time.perf_counter()
         await producer.begin_transaction()
         await asyncio.gather(*await self._send_batches(producer, rows))
         await producer.commit_transaction()
+        observe_relay_transaction(time.perf_counter() - began)
 
     async def _send_batches(
         self, producer: AIOKafkaProducer, rows: list[PendingMessage]

@@ -254,6 +254,14 @@ CHECKPOINT_SECONDS = Histogram(
     registry=None,
 )
 """Registered at the first checkpoint (``observe_checkpoint``): only SQLite has them."""
+RELAY_TRANSACTION_SECONDS = Histogram(
+    "spaces_outbox_transaction_seconds",
+    "Seconds each of the relay's Kafka transactions took, begin to commit: what a row "
+    "committed while one is open waits, before its own.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=None,
+)
+"""Registered at the relay's first transaction (``observe_relay_transaction``)."""
 _BATCH_CHILDREN: dict[str, tuple[Any, Any]] = {}
 _shown: list[Collector] = []
 """Metrics registered at their first sample: a process that never samples one (no relay,
@@ -280,6 +288,11 @@ def observe_writer_lock_wait(seconds: float) -> None:
 def observe_checkpoint(seconds: float) -> None:
     _show(CHECKPOINT_SECONDS)
     CHECKPOINT_SECONDS.observe(seconds)
+
+
+def observe_relay_transaction(seconds: float) -> None:
+    _show(RELAY_TRANSACTION_SECONDS)
+    RELAY_TRANSACTION_SECONDS.observe(seconds)
 
 
 def observe_batch(consumer: str, records: int, seconds: float) -> None:

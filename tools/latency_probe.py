@@ -59,6 +59,16 @@ async def main():
         await publish_input(prod, s, ev); n += 1
     await asyncio.sleep(3)
     rt.cancel(); await prod.stop(); await cons.stop()
+    # The relay's transactions and the consumers' batches, from the service's /metrics.
+    import urllib.request
+    for port in (8331, 8332):
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(("spaces_outbox_transaction_seconds_", "spaces_batch_seconds_", "spaces_sqlite_writer_lock_wait_seconds_")) and ("_bucket" not in line or 'le="0.025"' in line or 'le="0.05"' in line or 'le="0.01"' in line):
+                print(f"  {port} {line}")
     proc.terminate(); proc.wait(30)
     from bench.common import delete_topics
     await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run
