@@ -115,6 +115,9 @@ COUNTERS: tuple[Counter, ...] = (
     "person_seconds",
     "bookings_attended",
 )
+_ZEROS = (0,) * len(COUNTERS)
+"""``map(counts.get, COUNTERS, _ZEROS)``: every counter, 0 when absent, in one C loop (the
+fold reads them before and after each decision)."""
 
 _Values = tuple[int | datetime | None, ...]
 _Kind = tuple[str, int, int]
@@ -541,7 +544,7 @@ class MonthUsage:
 
     def values(self, minutes: tuple[int, int]) -> _Values:
         return (
-            *(self.get(c) for c in COUNTERS),
+            *map(self.counts.get, COUNTERS, _ZEROS),
             self.peak_occupancy,
             self.peak_at,
             self.unique_members,
@@ -550,7 +553,7 @@ class MonthUsage:
 
     def to_json(self) -> dict[str, Any]:
         document = {
-            "counts": {c: self.get(c) for c in COUNTERS},
+            "counts": dict(zip(COUNTERS, map(self.counts.get, COUNTERS, _ZEROS), strict=True)),
             "peak_occupancy": self.peak_occupancy,
             "peak_at": None if self.peak_at is None else self.peak_at.isoformat(),
             "members": None if self.members is None else sorted(self.members),

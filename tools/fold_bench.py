@@ -1,0 +1,54 @@
+"""Profiling aid (not a benchmark target): the statistics' fold alone, in-process.
+
+    python tools/fold_bench.py [ROOMS] [INPUTS] [--profile]
+
+Decides the bench's mixed traffic (``bench.throughput.scenario_inputs``) with the domain's
+rules, serializes and parses the decisions as the statistics get them, then times
+``fold_changes`` over all of them (rooms and centers kept in memory, as the consumer
+does), and ``to_json`` of each state a batch of 2,000 decisions changed (its ``save``).
+"""
+import sys, time, cProfile, pstats
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from datetime import UTC, datetime
+from bench.throughput import scenario_inputs
+from bench.traffic import layout
+from domain.capacity.dispatch import decide
+from domain.usage import CenterUsage, RoomUsage, fold_changes
+from schemas.decisions import DECISION_ADAPTER
+
+ROOMS = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 1000
+INPUTS = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 100_000
+rooms: dict = {}
+decisions = []
+for event in scenario_inputs(layout(ROOMS), INPUTS, 1):
+    room, out = decide(rooms.get(event.room_id), event, datetime.now(UTC))
+    rooms[event.room_id] = room
+    decisions += [DECISION_ADAPTER.validate_json(d.model_dump_json()) for d in out]
+
+def run() -> float:
+    usage: dict[str, RoomUsage] = {}
+    centers: dict[str, CenterUsage] = {}
+    touched: dict[str, RoomUsage | CenterUsage] = {}
+    began = time.perf_counter()
+    for n, decision in enumerate(decisions, 1):
+        room = usage.get(decision.room_id) or usage.setdefault(decision.room_id, RoomUsage(decision.room_id))
+        center = None
+        if decision.center_id:
+            center = centers.get(decision.center_id) or centers.setdefault(decision.center_id, CenterUsage(decision.center_id))
+        fold_changes(room, center, decision)
+        touched["room:" + decision.room_id] = room
+        if center is not None:
+            touched["center:" + center.center_id] = center
+        if n % 2000 == 0 or n == len(decisions):
+            for state in touched.values():
+                state.to_json()
+            touched.clear()
+    return time.perf_counter() - began
+
+if "--profile" in sys.argv:
+    profile = cProfile.Profile(); profile.enable(); run(); profile.disable()
+    pstats.Stats(profile).sort_stats("tottime").print_stats(18)
+else:
+    times = sorted(run() for _ in range(3))
+    print(f"{len(decisions)} decisions over {ROOMS} rooms: fold + save {times[0]:.2f} s best of 3 ({times[0] / len(decisions) * 1e6:.1f} us/decision)")
