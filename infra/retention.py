@@ -17,11 +17,22 @@ has no positions to resume from (a database from before those were kept).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    KafkaConnectionError,
+    NodeNotReadyError,
+    NotCoordinatorError,
+    RequestTimedOutError,
+)
 from sqlalchemy import func, select
 
 from infra.db import ConsumerPositionRow, Database, UsageStateRow
@@ -32,6 +43,19 @@ UNKNOWN_TOPIC = 3
 """Kafka's error code UNKNOWN_TOPIC_OR_PARTITION."""
 DEFAULT_OFFSETS_RETENTION_MINUTES = 7 * 24 * 60
 """Kafka's default ``offsets.retention.minutes``."""
+ATTEMPTS = 6
+"""Tries of each question to the broker, on the next node each time: a node of the
+cluster that is down stays in its metadata for seconds (until it is fenced), and a start
+meanwhile should ask another node, not exit."""
+NODE_DOWN = (
+    KafkaConnectionError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    CoordinatorNotAvailableError,  # the group's coordinator moves off a node that is down
+    CoordinatorLoadInProgressError,
+    NotCoordinatorError,
+)
+log = logging.getLogger(__name__)
 
 
 class RetentionUnsafe(Exception):
@@ -89,10 +113,26 @@ async def broker_retention(bootstrap: str, topics: list[str]) -> BrokerRetention
     )
     try:
         await admin.start()
-        node = min(broker.nodeId for broker in admin._client.cluster.brokers())
-        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
-        resources.append(ConfigResource(ConfigResourceType.BROKER, str(node)))
-        responses = await admin.describe_configs(resources)
+
+        async def refresh() -> list[int]:
+            await admin._client.force_metadata_update()
+            return sorted(broker.nodeId for broker in admin._client.cluster.brokers())
+
+        nodes = sorted(broker.nodeId for broker in admin._client.cluster.brokers())
+
+        async def describe(resources: list[ConfigResource]) -> list[Any]:
+            return list(await admin.describe_configs(resources))
+
+        topic_resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
+        _, responses = await ask_each_node_in_turn(
+            lambda _node: describe(topic_resources), nodes, refresh
+        )
+        node, of_broker = await ask_each_node_in_turn(
+            lambda node: describe([ConfigResource(ConfigResourceType.BROKER, str(node))]),
+            nodes,
+            refresh,
+        )
+        responses += of_broker
     finally:
         await admin.close()
     configs: dict[tuple[int, str], dict[str, str | None]] = {}
@@ -124,6 +164,33 @@ async def broker_retention(bootstrap: str, topics: list[str]) -> BrokerRetention
     return BrokerRetention(found, int(minutes) * 60_000)
 
 
+async def ask_each_node_in_turn(
+    ask: Callable[[int], Awaitable[list[Any]]],
+    nodes: list[int],
+    refresh: Callable[[], Awaitable[list[int]]],
+    pause_s: float = 0.5,
+) -> tuple[int, list[Any]]:
+    """The node that answered and ``ask(node)``'s answer: the lowest node id first, the
+    next one after a node that is down (the metadata read again, a pause longer each
+    time); the error of the last of ``ATTEMPTS`` tries if none answers."""
+    for attempt in range(1, ATTEMPTS + 1):
+        node = nodes[(attempt - 1) % len(nodes)] if nodes else -1
+        try:
+            return node, await ask(node)
+        except NODE_DOWN as error:
+            if attempt == ATTEMPTS:
+                raise
+            # (The error names the node that did not answer: a question about topics goes
+            # to any node, whichever ``node`` is.)
+            log.warning(
+                "a broker node did not answer; asking again",
+                extra={"attempt": attempt, "error": repr(error)},
+            )
+            await asyncio.sleep(pause_s * attempt)
+            nodes = await refresh() or nodes
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _config(
     configs: dict[tuple[int, str], dict[str, str | None]],
     kind: ConfigResourceType,
@@ -144,10 +211,18 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int,
     )
     try:
         await admin.start()
-        offsets = await admin.list_consumer_group_offsets(group)
+
+        async def refresh() -> list[int]:
+            await admin._client.force_metadata_update()
+            return []
+
+        async def ask(_node: int) -> list[Any]:
+            return list((await admin.list_consumer_group_offsets(group)).items())
+
+        _, offsets = await ask_each_node_in_turn(ask, [], refresh)
     finally:
         await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic}
+    return {tp.partition: meta.offset for tp, meta in offsets if tp.topic == topic}
 
 
 async def check_retention(settings: Settings, db: Database, parts: tuple[str, ...]) -> None:
