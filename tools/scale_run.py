@@ -1,6 +1,8 @@
 """Profiling aid (not a benchmark): R rooms, N check-ins/outs, the whole `spaces run`.
 
     python tools/scale_run.py ROOMS INPUTS [sqlite|pg] [PARTS]; PROFILE=out.txt adds py-spy; MIXED=1 the bench's mixed traffic.
+STATS_AFTER=1 (with PARTS=authority,relay,clock): then runs the statistics alone on the decisions
+already published, and prints how fast they fold them with the whole machine to themselves.
 Needs the broker on 127.0.0.1:19092 (`spaces infra up`) and, for pg, infra/postgres.sh.
 SPACES_SERVICE_CWD=<checkout> runs that checkout's service (e.g. a worktree of an older commit: the "before").
 """
@@ -107,7 +109,33 @@ async def main():
         p.send_signal(2); p.wait()
     proc.terminate(); proc.wait(30)
     end = max(last or 0, lastu or 0)
+    print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s rss={rss}kB wall={time.time()-t0:.0f}s")
+    if os.environ.get("STATS_AFTER"):
+        await statistics_alone(s, env, topics, want)
     from bench.common import delete_topics
     await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run
-    print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s rss={rss}kB wall={time.time()-t0:.0f}s")
+async def statistics_alone(s, env, topics, decisions):
+    """`spaces run --only statistics,relay` on the published decisions (the relay publishes
+    their aggregates): the statistics' rate alone."""
+    cons = AIOKafkaConsumer(bootstrap_servers=s.bootstrap, isolation_level="read_committed")
+    await cons.start()
+    cons.assign([TopicPartition(topics.usage_monthly, p) for p in cons.partitions_for_topic(topics.usage_monthly) or range(6)])
+    await cons.seek_to_end()
+    log = open(f"/tmp/spaces-scale/stats-alone-{os.getpid()}.log", "w")
+    cwd = os.environ.get("SPACES_SERVICE_CWD", str(pathlib.Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen([sys.executable, "-m", "entrypoints.cli", "run", "--only", "statistics,relay"], cwd=cwd, env=env, stdout=log, stderr=log)
+    first = last = None; n = 0; quiet = time.time(); t0 = time.time()
+    while time.time() - quiet < 5 and time.time() - t0 < 300:
+        b = await cons.getmany(timeout_ms=500)
+        for recs in b.values():
+            for r in recs:
+                n += 1; first = first or r.timestamp; last = r.timestamp; quiet = time.time()
+        if first is None: quiet = time.time()
+    await cons.stop()
+    kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split() or [str(proc.pid)]
+    cpu = sum(sum(int(x) for x in open(f"/proc/{k}/stat").read().rsplit(")", 1)[1].split()[11:13]) for k in kids) / os.sysconf("SC_CLK_TCK")
+    proc.terminate(); proc.wait(30)
+    span = (last - first) / 1000 if first else float("nan")
+    print(f"statistics alone: {decisions} decisions, first to last aggregate {span:.1f}s = {decisions / span:.0f} decisions/s, {cpu:.1f} CPU s ({cpu / decisions * 1e6:.0f} us/decision incl. start), aggs={n}")
+
 asyncio.run(main())
