@@ -6,7 +6,8 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import PgDatabases
+from bench import child as children
+from bench.common import PgDatabases, service_env
 from infra.settings import Settings
 
 
@@ -34,3 +35,20 @@ class Context:
 
     def log_path(self, label: str, suffix: str) -> Path:
         return self.tmp / f"{label}-{suffix}.log"
+
+    def consumer(
+        self, target: str, settings: Settings, suffix: str, log_path: Path
+    ) -> children.Child:
+        """What a run measures, on ``settings``' topics: ``ceiling``, ``ceiling-eos`` (the
+        exactly-once ceiling) or ``service`` (``spaces run``)."""
+        if target.startswith("ceiling"):
+            return children.ceiling(
+                self.base.bootstrap,
+                settings.topics.inputs,
+                f"bench-{target}-{suffix}",
+                settings.topics.decisions,
+                log_path,
+                transactional=target == "ceiling-eos",
+            )
+        env = service_env(settings, self.home(suffix))
+        return children.service(self.service_cwd, env, log_path, self.log_level, None)

@@ -28,7 +28,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from bench import child as children
 from bench.common import (
     create_topics,
     delete_topics,
@@ -36,7 +35,6 @@ from bench.common import (
     new_suffix,
     percentile,
     rounded,
-    service_env,
 )
 from bench.context import Context
 from bench.traffic import KioskTraffic, configurations, encoded, layout, send_now
@@ -133,18 +131,7 @@ async def kiosk_latency(
 
     watcher = Watcher(ctx.base.bootstrap, topics.decisions, None, on_primary=got)
     log_path = ctx.log_path(label, suffix)
-    if target.startswith("ceiling"):
-        child = children.ceiling(
-            ctx.base.bootstrap,
-            topics.inputs,
-            f"bench-{target}-{suffix}",
-            topics.decisions,
-            log_path,
-            transactional=target == "ceiling-eos",
-        )
-    else:
-        env = service_env(settings, ctx.home(suffix))
-        child = children.service(ctx.service_cwd, env, log_path, ctx.log_level, None)
+    child = ctx.consumer(target, settings, suffix, log_path)
     producer = make_producer(settings)
     result: dict[str, Any] = {"target": target, "rooms": rooms_count, "windows": []}
     try:

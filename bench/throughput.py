@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import child as children
-from bench.common import create_topics, delete_topics, isolated, new_suffix, service_env
+from bench.common import create_topics, delete_topics, isolated, new_suffix
 from bench.context import Context
 from bench.traffic import RoomRef, configurations, mixed, produce
 from bench.watch import Watcher
@@ -111,18 +111,7 @@ async def pre_produced(
         watcher.expect(produced.ids)
         await watcher.start()
         log_path = ctx.log_path(label, suffix)
-        if target.startswith("ceiling"):
-            child = children.ceiling(
-                ctx.base.bootstrap,
-                topics.inputs,
-                f"bench-{target}-{suffix}",
-                topics.decisions,
-                log_path,
-                transactional=target == "ceiling-eos",
-            )
-        else:
-            env = service_env(settings, ctx.home(suffix))
-            child = children.service(ctx.service_cwd, env, log_path, ctx.log_level, None)
+        child = ctx.consumer(target, settings, suffix, log_path)
         rss: list[dict[str, Any]] = []
         running = child
 
