@@ -64,6 +64,12 @@ log = logging.getLogger("bench")
 
 OUTPUT = Path("artifacts/bench.json")
 SCENARIOS = ("scale", "latency", "sweep", "capacity")
+LATENCY_TARGETS = (
+    ("ceiling", "ceiling loop"),
+    ("ceiling-eos", "exactly-once ceiling loop"),
+    ("service", "spaces run, SQLite"),
+)
+"""The loops the latency scenario measures, in order, and their names in the table."""
 STALL_S = 60.0
 
 TARGET_RATIO = 0.5
@@ -165,7 +171,7 @@ async def sweep(ctx: Context, sizes: Sizes) -> dict[str, Any]:
 
 async def latency(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     out: dict[str, Any] = {"rooms": sizes.latency_rooms, "window_s": sizes.latency_s}
-    for target in ("ceiling", "ceiling-eos", "service"):
+    for target, _ in LATENCY_TARGETS:
         result = await kiosk_latency(ctx, target, sizes.latency_rooms, sizes.rates, sizes.latency_s)
         out[target] = result
         windows = ", ".join(
@@ -323,7 +329,7 @@ def latency_checks(latency: dict[str, Any]) -> list[Check]:
         return [Check("latency scenario", None, "", "runs", False, latency["error"])]
     out: list[Check] = []
     by: dict[tuple[str, int], dict[str, Any]] = {}
-    for target in ("ceiling", "ceiling-eos", "service"):
+    for target, _ in LATENCY_TARGETS:
         for window in latency.get(target, {}).get("windows", []):
             by[(target, int(window["offered_per_s"]))] = window
     for rate in sorted({r for _, r in by} | {200, 1000}):
@@ -386,13 +392,6 @@ def latency_checks(latency: dict[str, Any]) -> list[Check]:
                 )
             )
     return out
-
-
-LATENCY_TARGETS = (
-    ("ceiling", "ceiling loop"),
-    ("ceiling-eos", "exactly-once ceiling loop"),
-    ("service", "spaces run, SQLite"),
-)
 
 
 def sweep_checks(sweep: dict[str, Any]) -> list[Check]:

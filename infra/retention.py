@@ -114,23 +114,17 @@ async def broker_retention(bootstrap: str, topics: list[str]) -> BrokerRetention
     try:
         await admin.start()
 
-        async def refresh() -> list[int]:
-            await admin._client.force_metadata_update()
-            return sorted(broker.nodeId for broker in admin._client.cluster.brokers())
-
-        nodes = sorted(broker.nodeId for broker in admin._client.cluster.brokers())
-
         async def describe(resources: list[ConfigResource]) -> list[Any]:
             return list(await admin.describe_configs(resources))
 
         topic_resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
         _, responses = await ask_each_node_in_turn(
-            lambda _node: describe(topic_resources), nodes, refresh
+            lambda _node: describe(topic_resources), _node_ids(admin), _refresher(admin)
         )
         node, of_broker = await ask_each_node_in_turn(
             lambda node: describe([ConfigResource(ConfigResourceType.BROKER, str(node))]),
-            nodes,
-            refresh,
+            _node_ids(admin),
+            _refresher(admin),
         )
         responses += of_broker
     finally:
@@ -162,6 +156,20 @@ async def broker_retention(bootstrap: str, topics: list[str]) -> BrokerRetention
         str(DEFAULT_OFFSETS_RETENTION_MINUTES),
     )
     return BrokerRetention(found, int(minutes) * 60_000)
+
+
+def _node_ids(admin: AIOKafkaAdminClient) -> list[int]:
+    return sorted(broker.nodeId for broker in admin._client.cluster.brokers())
+
+
+def _refresher(admin: AIOKafkaAdminClient) -> Callable[[], Awaitable[list[int]]]:
+    """Reads the cluster's metadata again: the node ids it lists now."""
+
+    async def refresh() -> list[int]:
+        await admin._client.force_metadata_update()
+        return _node_ids(admin)
+
+    return refresh
 
 
 async def ask_each_node_in_turn(
@@ -212,14 +220,10 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int,
     try:
         await admin.start()
 
-        async def refresh() -> list[int]:
-            await admin._client.force_metadata_update()
-            return []
-
-        async def ask(_node: int) -> list[Any]:
+        async def ask(_node: int) -> list[Any]:  # (the group's coordinator answers)
             return list((await admin.list_consumer_group_offsets(group)).items())
 
-        _, offsets = await ask_each_node_in_turn(ask, [], refresh)
+        _, offsets = await ask_each_node_in_turn(ask, _node_ids(admin), _refresher(admin))
     finally:
         await admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets if tp.topic == topic}

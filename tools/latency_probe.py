@@ -12,6 +12,7 @@ from infra.kafka import make_producer, encode
 from infra.settings import Settings, Topics
 from producers.client import publish_all, publish_input
 from schemas.inputs import Checkin, Checkout, RoomConfigured
+from tools.service_proc import metric_lines
 R = int(sys.argv[1]); RATE = int(sys.argv[2]); SECS = int(sys.argv[3]); ONLY = sys.argv[4] if len(sys.argv) > 4 else ""
 async def main():
     sfx = uuid.uuid4().hex[:8]
@@ -60,15 +61,10 @@ async def main():
     await asyncio.sleep(3)
     rt.cancel(); await prod.stop(); await cons.stop()
     # The relay's transactions and the consumers' batches, from the service's /metrics.
-    import urllib.request
+    wanted = ("spaces_outbox_transaction_seconds_", "spaces_batch_seconds_", "spaces_sqlite_writer_lock_wait_seconds_")
     for port in (8331, 8332):
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            if line.startswith(("spaces_outbox_transaction_seconds_", "spaces_batch_seconds_", "spaces_sqlite_writer_lock_wait_seconds_")) and ("_bucket" not in line or 'le="0.025"' in line or 'le="0.05"' in line or 'le="0.01"' in line):
-                print(f"  {port} {line}")
+        for line in metric_lines(port, lambda line: line.startswith(wanted) and ("_bucket" not in line or any(f'le="{le}"' in line for le in ("0.01", "0.025", "0.05")))):
+            print(f"  {port} {line}")
     proc.terminate(); proc.wait(30)
     from bench.common import delete_topics
     await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run

@@ -16,6 +16,7 @@ from infra.kafka_local import ensure_topics
 from infra.settings import Settings, Topics
 from producers.client import publish_all
 from schemas.inputs import Checkin, Checkout, RoomConfigured
+from tools.service_proc import children, cpu_seconds, metric_lines
 
 R = int(sys.argv[1]); N = int(sys.argv[2]); DB = sys.argv[3] if len(sys.argv) > 3 else "sqlite"
 PARTS = sys.argv[4] if len(sys.argv) > 4 else ""
@@ -67,7 +68,7 @@ async def main():
     if prof:
         # One py-spy per child of the supervisor (--subprocesses misses children started later).
         await asyncio.sleep(3)
-        kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split() or [str(proc.pid)]
+        kids = children(proc.pid) or [str(proc.pid)]
         pspy = [subprocess.Popen(["py-spy", "record", "-r", "50", "-f", "raw", "-o", f"{prof}.{k}", "-p", k], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in kids]
         print("profiling", {k: open(f"/proc/{k}/cmdline").read().replace(chr(0), " ")[-40:] for k in kids}, flush=True)
     cons = AIOKafkaConsumer(topics.decisions, topics.usage_monthly, bootstrap_servers=s.bootstrap, auto_offset_reset="earliest", isolation_level="read_committed")
@@ -92,18 +93,14 @@ async def main():
                 if tp.topic == topics.usage_monthly: nagg += 1; lastu = r.timestamp; quiet = time.time()
     await cons.stop()
     # CPU seconds of each service process (utime + stime): where the two cores went.
-    kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split() if proc.poll() is None else []
-    cpu = {open(f"/proc/{k}/cmdline").read().split(chr(0))[-2]: round(sum(int(x) for x in open(f"/proc/{k}/stat").read().rsplit(")", 1)[1].split()[11:13]) / os.sysconf("SC_CLK_TCK"), 1) for k in kids}
+    kids = children(proc.pid) if proc.poll() is None else []
+    cpu = {open(f"/proc/{k}/cmdline").read().split(chr(0))[-2]: round(cpu_seconds(k), 1) for k in kids}
     print("cpu seconds by process", cpu, flush=True)
     # Time each process waited for SQLite's one writer (the other process held it).
-    import urllib.request
     for port in (8331, 8332):
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-        except OSError:
-            continue
-        waits = [line for line in text.splitlines() if line.startswith("spaces_sqlite_writer_lock_wait_seconds_" ) and ("_sum" in line or "_count" in line)]
-        print(f"port {port}:", "; ".join(waits), flush=True)
+        waits = metric_lines(port, lambda line: line.startswith("spaces_sqlite_writer_lock_wait_seconds_") and ("_sum" in line or "_count" in line))
+        if waits:
+            print(f"port {port}:", "; ".join(waits), flush=True)
     rss = open(f"/proc/{proc.pid}/status").read().split("VmRSS:")[1].split()[0] if proc.poll() is None else "?"
     for p in pspy or ():
         p.send_signal(2); p.wait()
@@ -114,6 +111,8 @@ async def main():
         await statistics_alone(s, env, topics, want)
     from bench.common import delete_topics
     await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run
+
+
 async def statistics_alone(s, env, topics, decisions):
     """`spaces run --only statistics,relay` on the published decisions (the relay publishes
     their aggregates): the statistics' rate alone."""
@@ -132,8 +131,7 @@ async def statistics_alone(s, env, topics, decisions):
                 n += 1; first = first or r.timestamp; last = r.timestamp; quiet = time.time()
         if first is None: quiet = time.time()
     await cons.stop()
-    kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split() or [str(proc.pid)]
-    cpu = sum(sum(int(x) for x in open(f"/proc/{k}/stat").read().rsplit(")", 1)[1].split()[11:13]) for k in kids) / os.sysconf("SC_CLK_TCK")
+    cpu = sum(cpu_seconds(k) for k in children(proc.pid) or [str(proc.pid)])
     proc.terminate(); proc.wait(30)
     span = (last - first) / 1000 if first else float("nan")
     print(f"statistics alone: {decisions} decisions, first to last aggregate {span:.1f}s = {decisions / span:.0f} decisions/s, {cpu:.1f} CPU s ({cpu / decisions * 1e6:.0f} us/decision incl. start), aggs={n}")
