@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -35,13 +36,13 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def two_free_ports() -> int:
-    """A port p with p and p + 1 free (the supervisor's two children)."""
+    """A port p with p and p + 1 free (the supervisor's two children).
+
+    Below the kernel's ephemeral range: a port from it (``bind(0)``) can be handed to one
+    of the children's own Kafka connections before the child binds it for ``/metrics``."""
+    ephemeral_from = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base >= 65535:
-            continue
+        base = random.randrange(10_000, max(10_002, ephemeral_from - 1))
         with socket.socket() as first, socket.socket() as second:
             try:
                 first.bind(("127.0.0.1", base))
