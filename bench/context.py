@@ -23,6 +23,8 @@ class Context:
     max_run_s: float
     pg: PgDatabases | None = None
     pg_note: str = ""
+    service_parts: str | None = None
+    """``spaces run --only`` (``--service-parts``): which part's cost a figure includes."""
 
     def sqlite_url(self, label: str, suffix: str) -> str:
         return f"sqlite+aiosqlite:///{self.tmp / f'{label}-{suffix}.db'}"
@@ -51,4 +53,4 @@ class Context:
                 transactional=target == "ceiling-eos",
             )
         env = service_env(settings, self.home(suffix))
-        return children.service(self.service_cwd, env, log_path, self.log_level, None)
+        return children.service(self.service_cwd, env, log_path, self.log_level, self.service_parts)

@@ -491,7 +491,8 @@ def render(report: dict[str, Any]) -> str:
         f"  {report['date']}, {m['nproc']} cores ({m['cpu']}), Python {m['python']}, "
         f"SQLite {m['sqlite']}, load {m['loadavg_at_start']}",
         f"  broker {report['broker']['bootstrap']} ({report['broker']['note']})",
-        f"  service measured: {report['service_cwd']} at {_commit(service)}; "
+        f"  service measured: {report['service_cwd']} at {_commit(service)}"
+        f"{' (only ' + report['service_parts'] + ')' if report.get('service_parts') else ''}; "
         f"bench: {_commit(git.get('bench') or {})}",
         "",
     ]
@@ -533,6 +534,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL run")
     parser.add_argument("--service-log-level", default="INFO", help="`spaces run --log-level`")
+    parser.add_argument(
+        "--service-parts",
+        help="`spaces run --only` (e.g. authority,relay,clock: the kiosk path without the "
+        "statistics); for the latency scenario: runs that wait for usage-monthly stall without "
+        "the statistics",
+    )
     parser.add_argument("--scale-inputs", type=int, help="mixed inputs of the scale scenario")
     parser.add_argument("--scale-rooms", type=int, help="rooms of the scale scenario")
     parser.add_argument("--latency-seconds", type=float, help="length of each latency window")
@@ -604,6 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tmp=Path(tmp),
                 service_cwd=args.service_cwd,
                 log_level=args.service_log_level,
+                service_parts=args.service_parts,
                 stall_s=args.stall_s,
                 max_run_s=sizes.max_run_s,
                 pg=pg,
@@ -620,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv])),
         "cwd": str(Path.cwd()),
         "service_cwd": str(args.service_cwd),
+        "service_parts": args.service_parts,
         "git": git,
         "machine": host,
         "broker": {
