@@ -6,7 +6,7 @@ Shared by the usage fold, the month close and the read models.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -46,10 +46,32 @@ def local_month(ts: datetime, tz: str = DEFAULT_TIMEZONE) -> str:
     """The local month (``YYYY-MM``) of the instant ``ts`` in time zone ``tz``.
 
     ``local_month(2026-11-30T23:30Z, "Asia/Seoul") == "2026-12"``.
+
+    The fold asks this several times per decision, nearly always about the month it asked
+    last: the answer is kept per zone with the UTC instants between which it certainly
+    holds (a day inside each end, so no offset or DST change can move the month there).
     """
+    span = _MONTH_SPANS.get(tz)
+    if span is not None:
+        try:
+            if span[0] <= ts < span[1]:
+                return span[2]
+        except TypeError:  # naive: said below
+            pass
     require_aware(ts, "ts")
     local = ts.astimezone(ZoneInfo(tz))
-    return f"{local.year:04d}-{local.month:02d}"
+    month = f"{local.year:04d}-{local.month:02d}"
+    _MONTH_SPANS[tz] = (
+        month_start(month, tz) + _SAFE_MARGIN,
+        month_start(add_months(month, 1), tz) - _SAFE_MARGIN,
+        month,
+    )
+    return month
+
+
+_MONTH_SPANS: dict[str, tuple[datetime, datetime, str]] = {}
+"""Per zone: (from, until, month), UTC instants in ``[from, until)`` are in that month."""
+_SAFE_MARGIN = timedelta(days=1)
 
 
 def previous_month(now: datetime, tz: str = DEFAULT_TIMEZONE) -> str:
