@@ -1,13 +1,9 @@
 """The statistics consumer: folds ``decisions`` into monthly usage per room and center.
 
-Same effectively-once loop as the room authority, idempotent by position rather than by
-id: the next offset of each partition of ``decisions`` is stored with the new fold state
-and the changed aggregates (stored and put in the outbox for the compacted
-``usage-monthly`` topic) in one transaction, and a record below the stored position was
-counted already. ``decisions`` is written only by the relay, once per decision (Kafka
-transactions, fenced; ``tests/test_integration_relay*.py`` and ``make chaos`` check it),
-so its offsets name each decision once: no row per decision to write and look up, which
-was a sixth of the statistics' time. The rules of the fold are in ``domain.usage``.
+Same effectively-once loop as the room authority: each decision's ``event_id``
+is recorded with the new fold state and the changed aggregates (stored and put
+in the outbox for the compacted ``usage-monthly`` topic) in one transaction.
+The rules of the fold are in ``domain.usage``.
 """
 
 from __future__ import annotations
@@ -87,10 +83,6 @@ class UsageStatistics:
         """Aggregates the batch in flight changed: their state and month, by key."""
         self.positions: dict[tuple[str, int], int] = {}
         """Next offset per partition of the batch in flight, stored with its counts."""
-        self.counted: dict[tuple[str, int], int] = {}
-        """Stored positions of the batch's partitions, read with its states: records below
-        them were counted already (a redelivery), and each is the value the batch's
-        position write expects (a compare-and-set: ``UnitOfWork.save_positions``)."""
 
     def parse(self, record: Record) -> AnyDecision | str:
         # Every record of a batch is parsed (or dead-lettered as poison): where the
@@ -104,9 +96,8 @@ class UsageStatistics:
             return describe_validation_error(error)
         return decision
 
-    def identity(self, event: AnyDecision) -> None:
-        # Idempotent by position (``counted``), not by a row per decision id.
-        return None
+    def identity(self, event: AnyDecision) -> str:
+        return str(event.event_id)
 
     def digest(self, record: Record, event: AnyDecision) -> str:
         # Decisions come from the relay, which re-sends the bytes it stored: hashing them
@@ -115,7 +106,6 @@ class UsageStatistics:
         return hashlib.sha256(record.value or b"").hexdigest()
 
     async def load(self, uow: UnitOfWork, events: Sequence[AnyDecision]) -> None:
-        self.counted = await uow.load_positions(self.positions)
         missing = {event.room_id for event in events} - self.rooms.keys()
         stored = await uow.load_states(
             UsageStateRow, [scope_id("room", r) for r in missing], lock=False
@@ -151,9 +141,6 @@ class UsageStatistics:
         self.touched_centers.update(centers)
 
     def handle(self, uow: UnitOfWork, record: Record, event: AnyDecision) -> None:
-        if record.offset < self.counted.get((record.topic, record.partition), 0):
-            METRICS.inc("statistics_duplicates_total")  # redelivered: counted already
-            return
         now = self.clock()
         room = self.rooms[event.room_id]
         self.touched.add(event.room_id)
@@ -188,11 +175,10 @@ class UsageStatistics:
             key: state.aggregate(month, now) for key, (state, month) in self.pending.items()
         }
         await write_aggregates(uow, self.settings, aggregates)
-        uow.save_positions(self.positions, expected=self.counted)
+        uow.save_positions(self.positions)
 
     def committed(self) -> None:
         self.positions.clear()
-        self.counted = {}
         self.touched.clear()
         self.touched_centers.clear()
         self.changed.clear()
@@ -208,7 +194,6 @@ class UsageStatistics:
 
     def forget(self, *, everything: bool) -> None:
         self.positions.clear()
-        self.counted = {}
         dropped = set(self.rooms) if everything else set(self.touched)
         for room_id in dropped:
             self.rooms.pop(room_id, None)

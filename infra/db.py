@@ -18,13 +18,13 @@ import secrets
 import sqlite3
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO, cast
+from typing import Any, NamedTuple, TextIO
 
 import pydantic_core
 from sqlalchemy import (
@@ -51,7 +51,6 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import (
     Connection,
-    CursorResult,
     Dialect,
     Engine,
     Result,
@@ -499,7 +498,6 @@ class UnitOfWork:
         self._usage: list[dict[str, Any]] = []
         self._closes: list[dict[str, Any]] = []
         self._positions: list[dict[str, Any]] = []
-        self._checked_positions: list[tuple[dict[str, Any], int | None]] = []
         self._objects: list[Base] = []
         self.published = 0
         """Outbox rows this unit of work added."""
@@ -669,84 +667,23 @@ class UnitOfWork:
         """Where each scope's months are closed through (``usage_month_close`` rows)."""
         self._closes.extend(rows)
 
-    async def load_positions(
-        self, partitions: Iterable[tuple[str, int]]
-    ) -> dict[tuple[str, int], int]:
-        """The stored next offset per (topic, partition) of this unit's consumer: what it
-        has already counted there. One query; partitions never written are absent."""
-        wanted = set(partitions)
-        if not wanted:
-            return {}
-        columns = _table(ConsumerPositionRow).c
-        rows = await self.session.execute(
-            select(columns.topic, columns.partition, columns.next_offset).where(
-                columns.consumer == self.consumer,
-                columns.topic.in_(sorted({topic for topic, _ in wanted})),
-            )
-        )
-        return {
-            (topic, partition): int(offset)
-            for topic, partition, offset in rows
-            if (topic, partition) in wanted
-        }
-
-    def save_positions(
-        self,
-        positions: dict[tuple[str, int], int],
-        expected: Mapping[tuple[str, int], int] | None = None,
-    ) -> None:
-        """The next offset to read per (topic, partition), for this unit's consumer.
-
-        With ``expected`` (what ``load_positions`` read), each write is a compare-and-set:
-        the commit raises ``StaleState`` when another writer moved a position meanwhile
-        (a member that lost the partition without noticing, or the new owner), so two
-        members never both count the same records. A position not past the expected one
-        is not written (everything there was skipped). Without it, a position only moves
-        forward (an upsert).
-        """
+    def save_positions(self, positions: dict[tuple[str, int], int]) -> None:
+        """The next offset to read per (topic, partition), for this unit's consumer."""
         now = utcnow()
-        for (topic, partition), offset in sorted(positions.items()):
-            row = {
+        self._positions.extend(
+            {
                 "consumer": self.consumer,
                 "topic": topic,
                 "partition": partition,
                 "next_offset": offset,
                 "updated_at": now,
             }
-            if expected is None:
-                self._positions.append(row)
-                continue
-            before = expected.get((topic, partition))
-            if before is None or offset > before:
-                self._checked_positions.append((row, before))
+            for (topic, partition), offset in sorted(positions.items())
+        )
 
     async def _write_positions(self, session: AnySession) -> None:
         await _write_rows(session, _upsert_positions(self._sqlite), self._positions)
         self._positions = []
-        # At most one row per partition of the batch: a statement each, so each one's
-        # count of changed rows says whether the position was still the one read.
-        columns = _table(ConsumerPositionRow).c
-        for row, before in self._checked_positions:
-            if before is None:
-                statement: Any = _insert_position(self._sqlite)
-            else:
-                statement = (
-                    update(_table(ConsumerPositionRow))
-                    .where(
-                        columns.consumer == row["consumer"],
-                        columns.topic == row["topic"],
-                        columns.partition == row["partition"],
-                        columns.next_offset == before,
-                    )
-                    .values(next_offset=row["next_offset"], updated_at=row["updated_at"])
-                )
-            result = await session.execute(statement, row if before is None else None)
-            if cast(CursorResult[Any], result).rowcount != 1:
-                raise StaleState(
-                    f"position of {row['consumer']} in {row['topic']}[{row['partition']}] "
-                    f"moved since it was read ({before}): another member counted there"
-                )
-        self._checked_positions = []
 
     async def _write_closes(self, session: AnySession) -> None:
         await _write_rows(session, _upsert_closes(self._sqlite), self._closes)
@@ -846,12 +783,6 @@ def _upsert_positions(sqlite: bool) -> Any:
         # A zombie's late batch never moves a position back.
         where=columns.next_offset < statement.excluded.next_offset,
     )
-
-
-@cache
-def _insert_position(sqlite: bool) -> Any:
-    """A partition's first position: inserts nothing (0 rows) if another writer was first."""
-    return _dialect_insert(sqlite, _table(ConsumerPositionRow)).on_conflict_do_nothing()
 
 
 @cache

@@ -86,13 +86,11 @@ class Settings(BaseSettings):
     statistics_group: str = "usage-statistics"
     batch_max_records: int = Field(default=1000, ge=1)
     """Inputs the room authority decides in one transaction at most."""
-    statistics_batch_max_records: int = Field(default=8000, ge=1)
+    statistics_batch_max_records: int = Field(default=2000, ge=1)
     """Decisions the statistics fold in one transaction at most: a larger batch sends each
-    changed monthly aggregate, and writes each changed state, once for more decisions (at
-    1,000 rooms, 101,000 decisions gave about 20,000 aggregates at 8,000 against 32,000 at
-    2,000: ``tools/scale_run.py``), and holds more in memory. 2,000 until the statistics
-    stopped writing a row per decision (positions instead): 6,000 then grew ``make bench``'s
-    memory figure to 46-56 MiB; with positions, 8,000 measured 47 MiB (target 50)."""
+    changed monthly aggregate once for more decisions, and holds more in memory. 6,000 made
+    the whole service faster (``tools/scale_run.py``) but its memory grew 46-56 MiB from
+    10,000 to 100,000 inputs in ``make bench`` (target 50), against 37-38 at 2,000."""
     statistics_linger_ms: int = Field(default=500, ge=0)
     """After a small batch (under a tenth of ``statistics_batch_max_records``: caught up
     with live traffic), the statistics wait this long (from its start) before the next:

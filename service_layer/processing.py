@@ -62,9 +62,7 @@ class Handler(Protocol[Event]):
         """The event, or why it cannot be read (a reason a person can act on)."""
 
     def identity(self, event: Event) -> str | None:
-        """The id that makes ``event`` idempotent (remembered in ``processed_inputs``); None
-        if deciding it twice is harmless (a clock tick), or if the handler is idempotent in
-        another way (the statistics: by stored position, ``consumers/statistics.py``)."""
+        """The id that makes ``event`` idempotent; None if deciding it twice is harmless."""
 
     def digest(self, record: Record, event: Event) -> str:
         """What an exact re-send of ``record`` has in common with the original (stored with
