@@ -372,7 +372,23 @@ class InlineSession:
         """
         if not rows:
             return 0
-        sql, binds = _compiled_for_executemany(statement, tuple(rows[0]), self.bind.dialect)
+        sql, compiled = _compiled_for_executemany(statement, tuple(rows[0]), self.bind.dialect)
+        stamps: dict[int, str] = {}
+
+        def stamp(value: datetime | None) -> str | None:
+            """A time as the driver's own adapter writes it (``isoformat(" ")``), once per
+            time object: a unit of work's rows share one (``UnitOfWork.now``)."""
+            if value is None:
+                return None
+            text = stamps.get(id(value))
+            if text is None:
+                text = stamps[id(value)] = value.isoformat(" ")
+            return text
+
+        binds = [
+            (name, stamp if process is _TIME else process, fixed)
+            for name, process, fixed in compiled
+        ]
         params = [
             tuple(
                 fixed if name is None else row[name] if process is None else process(row[name])
@@ -425,13 +441,21 @@ def _compiled_for_executemany(
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     binds: list[tuple[str | None, Callable[[Any], Any] | None, Any]] = []
     for name in compiled.positiontup or ():
-        process = compiled.binds[name].type.bind_processor(dialect)
+        kind = compiled.binds[name].type
+        process = kind.bind_processor(dialect)
         if name in keys:
-            binds.append((name, process, None))
+            # A time column has no processor here: the driver adapts it (``_TIME``).
+            time_column = process is None and isinstance(kind, DateTime)
+            binds.append((name, _TIME if time_column else process, None))
         else:
             value = compiled.binds[name].effective_value
             binds.append((None, None, value if process is None else process(value)))
     return compiled.string, binds
+
+
+def _TIME(value: Any) -> Any:
+    """Marks a time column's parameter: ``execute_many`` converts each time object once."""
+    raise AssertionError("replaced by InlineSession.execute_many")
 
 
 _MIGRATION_LOCK = 0x5350_4301
@@ -501,6 +525,9 @@ class UnitOfWork:
         self._objects: list[Base] = []
         self.published = 0
         """Outbox rows this unit of work added."""
+        self.now = utcnow()
+        """When the unit of work began: the time of the rows it writes (one object, so
+        ``InlineSession.execute_many`` formats it once for all of them)."""
 
     async def already_processed(self, event_ids: Iterable[str]) -> set[str]:
         ids = list(event_ids)
@@ -550,7 +577,7 @@ class UnitOfWork:
                 "topic": topic,
                 "partition": partition,
                 "offset": offset,
-                "processed_at": utcnow(),
+                "processed_at": self.now,
                 "digest": digest,
             }
         )
@@ -573,7 +600,7 @@ class UnitOfWork:
         """The room answered this booking id; written at commit (an id known already stays)."""
         self._booking_ids.setdefault(
             (room_id, booking_id),
-            {"room_id": room_id, "booking_id": booking_id, "seen_at": utcnow()},
+            {"room_id": room_id, "booking_id": booking_id, "seen_at": self.now},
         )
 
     def publish(self, topic: str, key: str | None, value: dict[str, Any] | str) -> None:
@@ -584,7 +611,7 @@ class UnitOfWork:
                 "topic": topic,
                 "key": key,
                 "value": text,
-                "created_at": utcnow(),
+                "created_at": self.now,
                 "published": False,
             }
         )

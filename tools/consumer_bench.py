@@ -1,0 +1,128 @@
+"""Profiling aid (not a benchmark target): both consumers in-process, without Kafka.
+
+    python tools/consumer_bench.py [ROOMS] [INPUTS] [--profile authority|statistics]
+
+The bench's mixed traffic (``bench.throughput.scenario_inputs``) goes through the real
+service layer, unit of work and SQLite, as the consumer loop calls them: the room
+authority in batches of ``SPACES_BATCH_MAX_RECORDS`` (1,000) inputs, then the statistics
+over the decisions it wrote to the outbox, in batches of
+``SPACES_STATISTICS_BATCH_MAX_RECORDS`` (2,000). It prints the CPU time of each pass per
+input (``time.process_time``: SQLite's work included, no waits, no Kafka, no relay), best
+of 3 runs on fresh database files. Steadier than ``tools/scale_run.py`` on a shared
+machine, so it is what to compare before and after a change to either consumer.
+"""
+
+import asyncio
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.throughput import scenario_inputs
+from bench.traffic import layout
+from consumers.authority import RoomAuthority
+from consumers.statistics import UsageStatistics
+from infra.db import Database, OutboxRow
+from infra.settings import Settings
+from service_layer.processing import process_batch
+from sqlalchemy import select
+
+args = [a for a in sys.argv[1:] if a.isdigit()]
+ROOMS = int(args[0]) if args else 1000
+INPUTS = int(args[1]) if len(args) > 1 else 50_000
+PROFILE = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv else None
+
+
+class Sent:
+    """A consumed record, as aiokafka gives it."""
+
+    def __init__(self, topic: str, partition: int, offset: int, key: str, value: bytes) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.timestamp = 0
+        self.key: bytes | None = key.encode()
+        self.value: bytes | None = value
+        self.headers: list[tuple[str, bytes]] = []
+
+
+def input_records(settings: Settings) -> list[Sent]:
+    topics = settings.topics
+    topic_of = {"room.": topics.capacity, "booking.": topics.bookings}
+    offsets: dict[str, int] = {}
+    records = []
+    for event in scenario_inputs(layout(ROOMS), INPUTS, 1):
+        topic = next((t for p, t in topic_of.items() if event.type.startswith(p)), None)
+        topic = topic or topics.checkins
+        offsets[topic] = offsets.get(topic, -1) + 1
+        value = event.model_dump_json().encode()
+        records.append(Sent(topic, 0, offsets[topic], event.room_id, value))
+    return records
+
+
+async def consume(db: Database, handler: object, records: list[Sent], batch: int) -> float:
+    began = time.process_time()
+    for start in range(0, len(records), batch):
+        chunk = records[start : start + batch]
+        async with db.unit_of_work(handler.group) as uow:  # type: ignore[attr-defined]
+            await process_batch(uow, handler.settings, handler, chunk, {})  # type: ignore[attr-defined]
+        handler.committed()  # type: ignore[attr-defined]
+    return time.process_time() - began
+
+
+async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, float, int]:
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{directory}/run{run}.db")
+    db = Database(settings)
+    await db.migrate()
+    authority = RoomAuthority(settings)
+    profile = cProfile.Profile() if PROFILE else None
+    if profile and PROFILE == "authority":
+        profile.enable()
+    decided = await consume(db, authority, inputs, settings.batch_max_records)
+    if profile and PROFILE == "authority":
+        profile.disable()
+    async with db.read_session() as session:
+        values = list(
+            await session.scalars(
+                select(OutboxRow.value)
+                .where(OutboxRow.topic == settings.topics.decisions)
+                .order_by(OutboxRow.id)
+            )
+        )
+    decisions = [
+        Sent(settings.topics.decisions, 0, offset, "", value.encode())
+        for offset, value in enumerate(values)
+    ]
+    statistics = UsageStatistics(settings)
+    if profile and PROFILE == "statistics":
+        profile.enable()
+    counted = await consume(db, statistics, decisions, settings.statistics_batch_max_records)
+    if profile:
+        profile.disable()
+        stats = pstats.Stats(profile).sort_stats("tottime")
+        stats.print_stats(25)
+        if "--callers" in sys.argv:
+            stats.print_callers(sys.argv[sys.argv.index("--callers") + 1])
+    await db.dispose()
+    return decided, counted, len(decisions)
+
+
+async def main() -> None:
+    inputs = input_records(Settings())
+    results = []
+    with tempfile.TemporaryDirectory() as directory:
+        for run in range(1 if PROFILE else 3):
+            results.append(await once(directory, run, inputs))
+    decided = min(r[0] for r in results)
+    counted = min(r[1] for r in results)
+    decisions = results[0][2]
+    print(
+        f"{len(inputs)} inputs over {ROOMS} rooms, best of {len(results)} (CPU): "
+        f"room authority {decided / len(inputs) * 1e6:.1f} us/input, "
+        f"statistics {counted / decisions * 1e6:.1f} us/decision ({decisions} decisions)"
+    )
+
+
+asyncio.run(main())
