@@ -375,11 +375,12 @@ class InlineSession:
         sql, compiled = _compiled_for_executemany(statement, tuple(rows[0]), self.bind.dialect)
         stamps: dict[int, str] = {}
 
-        def stamp(value: datetime | None) -> str | None:
+        def stamp(value: Any) -> Any:
             """A time as the driver's own adapter writes it (``isoformat(" ")``), once per
-            time object: a unit of work's rows share one (``UnitOfWork.now``)."""
-            if value is None:
-                return None
+            time object: a unit of work's rows share one (``UnitOfWork.now``). Anything
+            else (``None``, text) goes to the driver as it is, as before."""
+            if not isinstance(value, datetime):
+                return value
             text = stamps.get(id(value))
             if text is None:
                 text = stamps[id(value)] = value.isoformat(" ")

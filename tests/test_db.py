@@ -305,3 +305,27 @@ async def test_the_wal_is_checkpointed_after_writes_outside_the_writer_lock(
         assert size > 1_000_000  # the pages were copied into the database file
     finally:
         await db.dispose()
+
+
+async def test_a_unit_of_works_rows_share_its_time_stored_as_the_driver_writes_it(
+    tmp_path: object,
+) -> None:
+    """The bulk path formats each time object once (``InlineSession.execute_many``); what
+    SQLite stores must be what the driver's own adapter wrote before, so pruning by time
+    and the rows already stored compare the same way."""
+    import sqlite3
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "times.db"
+    db = Database(Settings(database_url=f"sqlite+aiosqlite:///{path}"))
+    await db.migrate()
+    async with db.unit_of_work("room-authority") as uow:
+        uow.mark_processed("e1", "checkins", 0, 1)
+        uow.mark_processed("e2", "checkins", 0, 2)
+        uow.publish("decisions", "r1", "{}")
+        began = uow.now
+    await db.dispose()
+    with sqlite3.connect(path) as raw:
+        processed = {row[0] for row in raw.execute("SELECT processed_at FROM processed_inputs")}
+        created = {row[0] for row in raw.execute("SELECT created_at FROM outbox")}
+    assert processed == created == {began.isoformat(" ")}
