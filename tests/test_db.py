@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -313,9 +315,6 @@ async def test_a_unit_of_works_rows_share_its_time_stored_as_the_driver_writes_i
     """The bulk path formats each time object once (``InlineSession.execute_many``); what
     SQLite stores must be what the driver's own adapter wrote before, so pruning by time
     and the rows already stored compare the same way."""
-    import sqlite3
-    from pathlib import Path
-
     path = Path(str(tmp_path)) / "times.db"
     db = Database(Settings(database_url=f"sqlite+aiosqlite:///{path}"))
     await db.migrate()

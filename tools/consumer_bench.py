@@ -18,6 +18,7 @@ import pstats
 import sys
 import tempfile
 import time
+from typing import Any
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,7 +29,8 @@ from consumers.authority import RoomAuthority
 from consumers.statistics import UsageStatistics
 from infra.db import Database, OutboxRow
 from infra.settings import Settings
-from service_layer.processing import process_batch
+from producers.client import topic_for
+from service_layer.processing import Handler, process_batch
 from sqlalchemy import select
 
 args = [a for a in sys.argv[1:] if a.isdigit()]
@@ -49,26 +51,25 @@ class Sent:
 
 
 def input_records(settings: Settings) -> list[Sent]:
-    topics = settings.topics
-    topic_of = {"room.": topics.capacity, "booking.": topics.bookings}
     offsets: dict[str, int] = {}
     records = []
     for event in scenario_inputs(layout(ROOMS), INPUTS, 1):
-        topic = next((t for p, t in topic_of.items() if event.type.startswith(p)), None)
-        topic = topic or topics.checkins
+        topic = topic_for(settings, event)  # where the kiosks and front ends publish it
         offsets[topic] = offsets.get(topic, -1) + 1
         value = event.model_dump_json().encode()
         records.append(Sent(topic, 0, offsets[topic], event.room_id, value))
     return records
 
 
-async def consume(db: Database, handler: object, records: list[Sent], batch: int) -> float:
+async def consume(
+    db: Database, handler: Handler[Any], records: list[Sent], batch: int
+) -> float:
     began = time.process_time()
     for start in range(0, len(records), batch):
         chunk = records[start : start + batch]
-        async with db.unit_of_work(handler.group) as uow:  # type: ignore[attr-defined]
-            await process_batch(uow, handler.settings, handler, chunk, {})  # type: ignore[attr-defined]
-        handler.committed()  # type: ignore[attr-defined]
+        async with db.unit_of_work(handler.group) as uow:
+            await process_batch(uow, db.settings, handler, chunk, {})
+        handler.committed()
     return time.process_time() - began
 
 
