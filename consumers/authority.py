@@ -265,6 +265,15 @@ class RoomAuthority:
                 del self.rooms[room_id]
                 del self.versions[room_id]
 
+    def skipped(self, event: AnyInput) -> None:
+        """Nothing to do: a decision is in the outbox with the batch that made it."""
+
+    def settled(self) -> bool:
+        return True
+
+    def revoked(self) -> None:
+        self.forget(everything=True)
+
     def forget(self, *, everything: bool) -> None:
         dropped = set(self.rooms) if everything else self.touched
         for room_id in dropped:

@@ -5,6 +5,9 @@ Per batch: read many records, decide them inside ONE database transaction
 then commit the Kafka offsets. A crash before the database commit redelivers
 the batch and it is decided again from the old state; a crash between the two
 commits redelivers it and the ``event_id`` check skips what was already done.
+A handler that publishes some outputs later than their batch (the statistics during a
+backlog) keeps the offsets back until it has (``Handler.settled``): the loop has it
+publish when idle, revoked or stopped.
 
 FastStream 0.7 cannot give this loop what it needs (the range assignor, a
 database commit between fetch and offset commit, per-partition offsets, a
@@ -125,21 +128,21 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
         lock: asyncio.Lock,
         buffer: TimeAlignedBuffer,
         handler: Handler[Any],
-        offsets_committed: Callable[[], Awaitable[None]],
+        settle: Callable[[], Awaitable[None]],
     ) -> None:
         self.lock = lock
         self.buffer = buffer
         self.handler = handler
-        self.offsets_committed = offsets_committed
+        self.settle = settle
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         async with self.lock:
-            await self.offsets_committed()
+            await self.settle()
             # Records fetched but not decided are read again, from the committed offsets,
             # by whoever owns the partitions next (maybe us). States kept in memory are
             # read again from the database: another member may change them meanwhile.
             self.buffer.clear()
-            self.handler.forget(everything=True)
+            self.handler.revoked()
             log.info("partitions revoked", extra={"partitions": sorted(map(str, revoked))})
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
@@ -183,16 +186,22 @@ class EffectivelyOnceLoop:
         self._lock = asyncio.Lock()
         self._committing: asyncio.Future[None] | None = None
         """The offset commit of the last batch, while in flight."""
+        self._held: dict[TopicPartition, int] = {}
+        """Offsets of batches decided whose outputs the handler has not all published
+        (:meth:`Handler.settled`): committed to Kafka once it has."""
         self.buffer = TimeAlignedBuffer(options.max_idle_s, options.topics)
         self.batches = 0
         self.consumer: AIOKafkaConsumer | None = None
         """While running: the consumer, for the service's lag and broker samples."""
+        self._consumer: AIOKafkaConsumer | None = None
+        """The consumer offsets are committed with, until it is stopped."""
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         consumer = make_group_consumer(self.settings, self.options.group_id, ())
+        self._consumer = consumer
         consumer.subscribe(
             list(self.options.topics),
-            listener=_WaitForBatch(self._lock, self.buffer, self.handler, self._offsets_committed),
+            listener=_WaitForBatch(self._lock, self.buffer, self.handler, self._settle),
         )
         await consumer.start()
         self.consumer = consumer
@@ -222,6 +231,8 @@ class EffectivelyOnceLoop:
                 async with self._lock:
                     self.buffer.add(fetched)
                     if not len(self.buffer):
+                        if not self.handler.settled():
+                            await self._settle()  # idle: publish what a backlog held back
                         continue
                     assigned = consumer.assignment()
                     records = self.buffer.take(
@@ -238,14 +249,10 @@ class EffectivelyOnceLoop:
                     await self._decide(records)
                     if self.outbox_written is not None:
                         self.outbox_written.set()
-                    offsets: dict[TopicPartition, int] = {}
+                    offsets = self._held
                     for record in records:
                         offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
-                    # The offsets go to Kafka while the next batch is fetched and decided
-                    # (one commit in flight, in order): the database already holds this
-                    # batch, so the commit only saves a restart from reading it again.
-                    await self._offsets_committed()
-                    self._committing = asyncio.ensure_future(consumer.commit(offsets))
+                    await self._commit_held()
                     self.batches += 1
                     METRICS.inc(f"{name}_records_total", len(records))
                     METRICS.inc(f"{name}_batches_total")
@@ -267,7 +274,8 @@ class EffectivelyOnceLoop:
         finally:
             # Leaving the group here hands our partitions over at once (graceful SIGTERM).
             self.consumer = None
-            await self._offsets_committed()
+            async with self._lock:
+                await self._settle()
             await consumer.stop()
             log.info("consumer stopped", extra={"group": self.options.group_id})
 
@@ -276,6 +284,37 @@ class EffectivelyOnceLoop:
         """Wait until ``until`` (monotonic) or a stop; the heartbeat and fetching go on."""
         with suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), max(0.0, until - time.monotonic()))
+
+    async def _commit_held(self) -> None:
+        """Send the offsets decided to Kafka, if the handler has published what they changed.
+
+        They go while the next batch is fetched and decided (one commit in flight, in
+        order): the database already holds the batches, so the commit only saves a
+        restart from reading them again. Held back, they make a restart read those
+        inputs again, which is how a handler publishes what a crash left unpublished.
+        """
+        if not self._held or not self.handler.settled() or self._consumer is None:
+            return
+        offsets, self._held = self._held, {}
+        await self._offsets_committed()
+        self._committing = asyncio.ensure_future(self._consumer.commit(offsets))
+
+    async def _settle(self) -> None:
+        """Have the handler publish what it holds back, then commit every offset decided.
+
+        Between batches (idle, a revoke, a stop). If publishing fails, the offsets are
+        dropped uncommitted: the partitions' next reader (maybe us) reads those inputs
+        again and publishes then.
+        """
+        try:
+            if not self.handler.settled():
+                await self._decide([])
+            await self._commit_held()
+        except Exception as error:  # the database is away: the next reader catches up
+            self._held.clear()
+            METRICS.inc(f"{self.handler.name}_settle_failures_total")
+            log.warning("could not publish what was held back", extra={"error": str(error)})
+        await self._offsets_committed()
 
     async def _offsets_committed(self) -> None:
         """Wait for the offset commit in flight, if any (a rebalance waits for it too)."""

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +62,15 @@ class UsageStatistics:
     A room's usage is owned by whoever owns the room's partition of ``decisions``, so it
     stays in memory between batches like the authority's rooms. A center's usage sums
     rooms from every partition, so it is read (locked, on PostgreSQL) in each batch.
+
+    Each batch stores its states, but the aggregates the batches changed go out at most
+    once per ``statistics_publish_interval_ms``, each as the last batch left it, and as
+    soon as no more decisions come (the loop, idle, decides a batch without records):
+    under load most rooms change in every batch, and an aggregate costs more to send
+    than the decisions that changed it cost to fold. Until then the loop keeps the
+    batches' offsets from Kafka (``settled``): a crash reads them again, and the
+    redelivered decisions (:meth:`skipped`) have their room's and center's aggregates
+    published.
     """
 
     name = "statistics"
@@ -79,10 +89,22 @@ class UsageStatistics:
         """Centers the batch in flight may have changed (dropped if it rolls back)."""
         self.changed: set[str] = set()
         """Scope ids the batch in flight changed."""
-        self.pending: dict[str, tuple[UsageState, str]] = {}
-        """Aggregates the batch in flight changed: their state and month, by key."""
+        self.pending: set[tuple[str, str]] = set()
+        """(scope id, month) of the aggregates the batch in flight changed."""
+        self.replayed: set[str] = set()
+        """Scope ids of the decisions the batch in flight skipped as decided before."""
         self.positions: dict[tuple[str, int], int] = {}
-        """Next offset per partition of the batch in flight, stored with its counts."""
+        """Next offset per partition of the batch in flight."""
+        self.publish_interval_s = settings.statistics_publish_interval_ms / 1000
+        self.publishing = False
+        """Whether the batch in flight publishes every aggregate not published yet."""
+        self.last_published = time.monotonic()
+        self.unpublished: set[tuple[str, str]] = set()
+        """(scope id, month) changed by committed batches and not published yet."""
+        self.unpublished_scopes: set[str] = set()
+        """Scope ids whose every month is published next (redelivered decisions)."""
+        self.unsaved_positions: dict[tuple[str, int], int] = {}
+        """Positions of committed batches, stored with the next publishing batch."""
 
     def parse(self, record: Record) -> AnyDecision | str:
         # Every record of a batch is parsed (or dead-lettered as poison): where the
@@ -106,20 +128,19 @@ class UsageStatistics:
         return hashlib.sha256(record.value or b"").hexdigest()
 
     async def load(self, uow: UnitOfWork, events: Sequence[AnyDecision]) -> None:
-        missing = {event.room_id for event in events} - self.rooms.keys()
-        stored = await uow.load_states(
-            UsageStateRow, [scope_id("room", r) for r in missing], lock=False
+        self.publishing = (
+            not events or time.monotonic() - self.last_published >= self.publish_interval_s
         )
-        for room_id in missing:
-            found = stored.get(scope_id("room", room_id))
-            self.rooms[room_id] = (
-                RoomUsage(room_id) if found is None else RoomUsage.from_json(found.state)
-            )
-            self.versions[scope_id("room", room_id)] = 0 if found is None else found.version
+        wanted_rooms = {event.room_id for event in events}
+        centers = {event.center_id for event in events if event.center_id}
+        if self.publishing:  # every state with an aggregate to publish, as stored now
+            for sid in self._to_publish_scopes():
+                scope, ident = sid.split(":", 1)
+                (wanted_rooms if scope == "room" else centers).add(ident)
         # A center sums rooms of several partitions, maybe of other members: its stored
         # version is read (locked, on PostgreSQL) in every batch, and the state only
-        # when it is not the one kept from an earlier batch.
-        centers = {event.center_id for event in events if event.center_id}
+        # when it is not the one kept from an earlier batch. (Centers before rooms: the
+        # order the month close locks them in.)
         versions = await uow.load_versions(
             UsageStateRow, [scope_id("center", c) for c in centers], lock=True
         )
@@ -139,6 +160,23 @@ class UsageStatistics:
             )
             self.versions[scope_id("center", center_id)] = 0 if found is None else found.version
         self.touched_centers.update(centers)
+        if self.publishing:
+            # A room kept in memory that the month close wrote meanwhile is read again
+            # (locked on PostgreSQL), so no aggregate goes out older than the close's.
+            kept = [scope_id("room", r) for r in wanted_rooms if r in self.rooms]
+            for sid, version in (await uow.load_versions(UsageStateRow, kept, lock=True)).items():
+                if version != self.versions.get(sid):
+                    del self.rooms[sid.split(":", 1)[1]]
+        missing = wanted_rooms - self.rooms.keys()
+        stored = await uow.load_states(
+            UsageStateRow, [scope_id("room", r) for r in missing], lock=False
+        )
+        for room_id in missing:
+            found = stored.get(scope_id("room", room_id))
+            self.rooms[room_id] = (
+                RoomUsage(room_id) if found is None else RoomUsage.from_json(found.state)
+            )
+            self.versions[scope_id("room", room_id)] = 0 if found is None else found.version
 
     def handle(self, uow: UnitOfWork, record: Record, event: AnyDecision) -> None:
         now = self.clock()
@@ -158,31 +196,49 @@ class UsageStatistics:
             self.changed.add(scope_id("center", center.center_id))
         for state, month in changed:
             if isinstance(state, RoomUsage):
-                key = usage_key("room", state.room_id, month)
+                self.pending.add((scope_id("room", state.room_id), month))
             else:
-                key = usage_key("center", state.center_id, month)
-            self.pending[key] = (state, month)
+                self.pending.add((scope_id("center", state.center_id), month))
+
+    def skipped(self, event: AnyDecision) -> None:
+        # Counted before, maybe by a member that crashed before publishing: its room's
+        # and center's aggregates go out again, as stored.
+        self.replayed.add(scope_id("room", event.room_id))
+        if event.center_id:
+            self.replayed.add(scope_id("center", event.center_id))
 
     async def save(self, uow: UnitOfWork) -> None:
-        states: dict[str, UsageState] = {}
-        for sid in self.changed:
-            scope, ident = sid.split(":", 1)
-            states[sid] = self.rooms[ident] if scope == "room" else self.centers[ident]
+        states = {sid: self._state(sid) for sid in self.changed}
         await save_states(uow, states, self.versions)
-        # Each changed aggregate once per batch, as the batch left it.
+        if not self.publishing:
+            return
         now = self.clock()
-        aggregates = {
-            key: state.aggregate(month, now) for key, (state, month) in self.pending.items()
-        }
-        await write_aggregates(uow, self.settings, aggregates)
-        uow.save_positions(self.positions)
+        aggregates: dict[str, UsageMonthly] = {}
+        for sid, month in self.unpublished | self.pending:
+            aggregates[_usage_key(sid, month)] = self._state(sid).aggregate(month, now)
+        for sid in self._to_publish_whole():
+            state = self._state(sid)
+            for month in state.months:
+                aggregates[_usage_key(sid, month)] = state.aggregate(month, now)
+        # Each changed aggregate once, as the batches left it.
+        await write_aggregates(uow, self.settings, dict(sorted(aggregates.items())))
+        uow.save_positions({**self.unsaved_positions, **self.positions})
+
+    def settled(self) -> bool:
+        return not (self.unpublished or self.unpublished_scopes or self.unsaved_positions)
 
     def committed(self) -> None:
-        self.positions.clear()
-        self.touched.clear()
-        self.touched_centers.clear()
-        self.changed.clear()
-        self.pending.clear()
+        if self.publishing:
+            self.unpublished.clear()
+            self.unpublished_scopes.clear()
+            self.unsaved_positions.clear()
+            self.last_published = time.monotonic()
+        else:
+            self.unpublished |= self.pending
+            self.unpublished_scopes |= self.replayed
+            self.unsaved_positions.update(self.positions)
+        METRICS.set("usage_aggregates_unpublished", len(self.unpublished))
+        self._end_batch()
         excess = len(self.rooms) - self.settings.state_cache_size
         if excess > 0:
             for room_id in list(self.rooms)[:excess]:
@@ -193,21 +249,48 @@ class UsageStatistics:
             self._drop_centers(list(self.centers)[:excess])
 
     def forget(self, *, everything: bool) -> None:
-        self.positions.clear()
         dropped = set(self.rooms) if everything else set(self.touched)
         for room_id in dropped:
             self.rooms.pop(room_id, None)
             self.versions.pop(scope_id("room", room_id), None)
         self._drop_centers(set(self.centers) if everything else self.touched_centers)
+        self._end_batch()
+
+    def revoked(self) -> None:
+        self.forget(everything=True)
+        self.unpublished.clear()
+        self.unpublished_scopes.clear()
+        self.unsaved_positions.clear()
+        METRICS.set("usage_aggregates_unpublished", 0)
+
+    def _end_batch(self) -> None:
+        self.positions.clear()
         self.touched.clear()
         self.touched_centers.clear()
         self.changed.clear()
         self.pending.clear()
+        self.replayed.clear()
+        self.publishing = False
+
+    def _to_publish_whole(self) -> set[str]:
+        return self.unpublished_scopes | self.replayed
+
+    def _to_publish_scopes(self) -> set[str]:
+        return {sid for sid, _ in self.unpublished} | self.unpublished_scopes
+
+    def _state(self, sid: str) -> UsageState:
+        scope, ident = sid.split(":", 1)
+        return self.rooms[ident] if scope == "room" else self.centers[ident]
 
     def _drop_centers(self, center_ids: Iterable[str]) -> None:
         for center_id in list(center_ids):
             self.centers.pop(center_id, None)
             self.versions.pop(scope_id("center", center_id), None)
+
+
+def _usage_key(sid: str, month: str) -> str:
+    scope, ident = sid.split(":", 1)
+    return usage_key(scope, ident, month)
 
 
 async def save_states(

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     they fold fewer, larger batches, so each room's aggregate goes out once for several
     decisions, and they take SQLite's writer and the CPU from the kiosk path less often. A
     backlog (larger batches) is folded without waiting. 0: fold each batch as it comes."""
+    statistics_publish_interval_ms: int = Field(default=5000, ge=0)
+    """How often the statistics send the monthly aggregates that changed, each once, as
+    the last batch left them; and at once when no more decisions come. Until then their
+    offsets stay uncommitted, so a crash reads those decisions again and sends their
+    aggregates. 0: every batch sends."""
     gc_thresholds: tuple[int, int, int] = (50_000, 20, 100)
     """Python's cycle collector thresholds in a service process (``gc.set_threshold``).
     The default (700, 10, 10) runs a collection every few hundred allocations, each

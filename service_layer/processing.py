@@ -74,14 +74,33 @@ class Handler(Protocol[Event]):
     def handle(self, uow: UnitOfWork, record: Record, event: Event) -> None:
         """Decide one event; what it publishes goes to ``uow.publish``."""
 
+    def skipped(self, event: Event) -> None:
+        """``event`` was decided before (a redelivery): it is not decided again, but what
+        it changed may not have been published yet (see :meth:`settled`)."""
+
     async def save(self, uow: UnitOfWork) -> None:
         """Write back the states this batch changed."""
 
     def committed(self) -> None:
         """The batch's transaction committed: what it changed is now stored."""
 
+    def settled(self) -> bool:
+        """Whether every batch committed so far has its outputs in the outbox.
+
+        The loop commits offsets to Kafka only then. A consumer that publishes some
+        outputs later than its batch (the statistics' aggregates during a backlog)
+        relies on this: after a crash, the inputs since are read again, come to
+        :meth:`skipped`, and their outputs are published then. A batch without records
+        asks for everything due to be published.
+        """
+
     def forget(self, *, everything: bool) -> None:
-        """Drop states the batch touched (rolled back), or every state kept (revoked)."""
+        """Drop states the batch touched (rolled back), or every state kept (to read
+        them again after a database error)."""
+
+    def revoked(self) -> None:
+        """Partitions were taken away: drop every state kept, and what is not published
+        yet (whoever reads those partitions next reads the inputs since again)."""
 
 
 class PoisonRecord(Exception):
@@ -206,6 +225,7 @@ async def process_batch(
             continue
         if ident is not None:
             if ident in seen:
+                handler.skipped(item)
                 METRICS.inc(f"{handler.name}_duplicates_total")
                 log.debug(
                     "duplicate input skipped",

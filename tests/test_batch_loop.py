@@ -116,10 +116,18 @@ class ListHandler:
 
     async def save(self, uow: UnitOfWork) -> None: ...
 
+    def skipped(self, event: int) -> None: ...
+
     def committed(self) -> None: ...
+
+    def settled(self) -> bool:
+        return True
 
     def forget(self, *, everything: bool) -> None:
         self.forgotten.append(everything)
+
+    def revoked(self) -> None:
+        self.forget(everything=True)
 
 
 async def run_loop(
@@ -215,3 +223,59 @@ async def test_after_a_batch_that_was_not_full_the_loop_lingers_and_a_full_one_g
     assert gaps[0] < 0.2  # after a large batch (a backlog): at once
     assert gaps[1] >= 0.3 - 0.01  # after a small one (caught up): lingered
     assert gaps[2] >= 0.3 - 0.01
+
+
+class HoldingHandler(ListHandler):
+    """Like the statistics during a backlog: a batch of records leaves outputs unpublished;
+    a batch without records publishes them. Notes what Kafka had committed at that point."""
+
+    def __init__(self, consumer: ScriptedConsumer) -> None:
+        super().__init__()
+        self.consumer = consumer
+        self.holding = False
+        self.committed_when_published: list[dict[TopicPartition, int]] = []
+        self.revokes = 0
+
+    async def load(self, uow: UnitOfWork, events: Sequence[int]) -> None:
+        if not events:
+            self.committed_when_published.append(dict(self.consumer.committed))
+            uow.publish("out", "r", {"offset": -1})
+
+    def committed(self) -> None:
+        self.holding = bool(self.handled) and not self.committed_when_published
+
+    def settled(self) -> bool:
+        return not self.holding
+
+    def revoked(self) -> None:
+        self.revokes += 1
+        super().revoked()
+
+
+async def test_offsets_wait_until_the_handler_has_published_and_an_idle_loop_publishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = ScriptedConsumer([records(0, 10), records(10, 10)])
+    handler = HoldingHandler(consumer)
+    db = await run_loop(tmp_path, monkeypatch, consumer, handler, calls=5)
+    await db.dispose()
+    assert handler.handled == list(range(20))
+    # Two full batches decided, nothing committed to Kafka; then the idle poll published,
+    # once, and only then did both batches' offsets go.
+    assert handler.committed_when_published == [{}]
+    assert consumer.committed == {TP: 20}
+
+
+async def test_a_revoke_publishes_what_was_held_back_before_giving_the_partitions_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = ScriptedConsumer([records(0, 10), records(10, 10)], rebalance_at_call=2)
+    handler = HoldingHandler(consumer)
+    db = await run_loop(tmp_path, monkeypatch, consumer, handler, calls=4)
+    await db.dispose()
+    assert handler.committed_when_published[0] == {}
+    assert handler.revokes == 1
+    # The revoke published the first batch's outputs and committed its offsets; the
+    # second batch's went when the loop was next idle.
+    assert consumer.committed == {TP: 20}
+    assert handler.handled[:10] == list(range(10))

@@ -31,7 +31,7 @@ from infra.db import Database, OutboxRow
 from infra.settings import Settings
 from producers.client import topic_for
 from service_layer.processing import Handler, process_batch
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 args = [a for a in sys.argv[1:] if a.isdigit()]
 ROOMS = int(args[0]) if args else 1000
@@ -70,6 +70,10 @@ async def consume(
         async with db.unit_of_work(handler.group) as uow:
             await process_batch(uow, db.settings, handler, chunk, {})
         handler.committed()
+    if not handler.settled():  # as the loop does when idle: publish what was held back
+        async with db.unit_of_work(handler.group) as uow:
+            await process_batch(uow, db.settings, handler, [], {})
+        handler.committed()
     return time.process_time() - began
 
 
@@ -106,6 +110,11 @@ async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, flo
         stats.print_stats(25)
         if "--callers" in sys.argv:
             stats.print_callers(sys.argv[sys.argv.index("--callers") + 1])
+    async with db.read_session() as session:
+        aggregates = await session.scalar(
+            select(func.count()).where(OutboxRow.topic == settings.topics.usage_monthly)
+        )
+    print(f"run {run}: {aggregates} aggregates in the outbox")
     await db.dispose()
     return decided, counted, len(decisions)
 

@@ -1,0 +1,203 @@
+"""When the statistics publish their aggregates: at most once per interval, at once when no
+more decisions come, and after a crash when the decisions come again.
+
+``process_batch`` + ``UsageStatistics`` on SQLite (and PostgreSQL when configured), without
+Kafka; what the consume loop does with ``settled`` is in ``tests/test_batch_loop.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from consumers.statistics import UsageStatistics
+from infra.db import ConsumerPositionRow, Database, OutboxRow
+from infra.settings import Settings
+from schemas.decisions import CheckinAdmitted, CheckinDenied, Decision, RoomConfiguredDecision
+from service_layer.processing import process_batch
+
+SEOUL = ZoneInfo("Asia/Seoul")
+
+
+class Rec:
+    def __init__(self, topic: str, offset: int, decision: Decision) -> None:
+        self.topic = topic
+        self.partition = 0
+        self.offset = offset
+        self.timestamp = 0
+        self.key: bytes | None = decision.room_id.encode()
+        self.value: bytes | None = decision.model_dump_json().encode()
+        self.headers: list[tuple[str, bytes]] = []
+
+
+def decisions(rooms: int = 4, parties: int = 5) -> list[Decision]:
+    """Each room configured, then parties admitted (one denied) in turn across the rooms."""
+    t = datetime(2026, 11, 10, 9, 0, tzinfo=SEOUL)
+    out: list[Decision] = []
+    for r in range(rooms):
+        out.append(
+            RoomConfiguredDecision(
+                event_id=uuid.uuid4(),
+                caused_by=uuid.uuid4(),
+                room_id=f"seosan.club-{r}",
+                center_id="seosan",
+                decided_at=t,
+                name=f"Club room {r}",
+                capacity=15,
+                booking_mode="shared",
+                opens="09:00",
+                closes="22:00",
+                timezone="Asia/Seoul",
+            )
+        )
+    for p in range(parties):
+        for r in range(rooms):
+            common = {
+                "event_id": uuid.uuid4(),
+                "caused_by": uuid.uuid4(),
+                "room_id": f"seosan.club-{r}",
+                "center_id": "seosan",
+                "decided_at": t + timedelta(minutes=10 * p + r),
+                "kiosk_id": "k",
+                "party_size": 3,
+                "capacity": 15,
+            }
+            if p == parties - 1:
+                out.append(CheckinDenied(**common, occupancy=12, reason="room_full"))
+            else:
+                out.append(CheckinAdmitted(**common, occupancy=3 * (p + 1), member_id=f"m-{p}"))
+    return out
+
+
+def settings_for(database_url: str, interval_ms: int) -> Settings:
+    return Settings(database_url=database_url, statistics_publish_interval_ms=interval_ms)
+
+
+@pytest.fixture
+async def db(database_url: str) -> Database:
+    database = Database(Settings(database_url=database_url))
+    await database.migrate()
+    yield database  # type: ignore[misc]
+    await database.dispose()
+
+
+async def fold(db: Database, statistics: UsageStatistics, records: list[Rec]) -> None:
+    async with db.unit_of_work(statistics.group) as uow:
+        await process_batch(uow, statistics.settings, statistics, records, {})
+    statistics.committed()
+
+
+async def aggregates(db: Database, topic: str) -> list[tuple[str, dict[str, object]]]:
+    """(key, value) of each aggregate in the outbox, in order, without ``updated_at``."""
+    async with db.session() as session:
+        rows = await session.execute(
+            select(OutboxRow.key, OutboxRow.value)
+            .where(OutboxRow.topic == topic)
+            .order_by(OutboxRow.id)
+        )
+        out = []
+        for key, value in rows:
+            data = json.loads(value)
+            data.pop("updated_at")
+            out.append((str(key), data))
+        return out
+
+
+def latest(sent: list[tuple[str, dict[str, object]]]) -> dict[str, dict[str, object]]:
+    return dict(sent)
+
+
+async def reference(tmp_path: object, records: list[Rec]) -> dict[str, dict[str, object]]:
+    """What a statistics consumer publishing every batch leaves on ``usage-monthly`` (on
+    a SQLite file of its own, whichever database is under test)."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/reference.db"
+    db = Database(settings_for(url, 0))
+    await db.migrate()
+    try:
+        statistics = UsageStatistics(settings_for(url, 0))
+        for start in range(0, len(records), 3):
+            await fold(db, statistics, records[start : start + 3])
+            assert statistics.settled()
+        return latest(await aggregates(db, statistics.settings.topics.usage_monthly))
+    finally:
+        await db.dispose()
+
+
+async def test_a_backlog_publishes_each_aggregate_once_as_the_last_batch_left_it(
+    db: Database, database_url: str, tmp_path: object
+) -> None:
+    records = [Rec("decisions", i, d) for i, d in enumerate(decisions())]
+    statistics = UsageStatistics(settings_for(database_url, 60_000))
+    topic = statistics.settings.topics.usage_monthly
+    for start in range(0, len(records), 3):
+        await fold(db, statistics, records[start : start + 3])
+        # Well inside the interval: states stored, nothing sent.
+        assert await aggregates(db, topic) == []
+        assert not statistics.settled()
+    await fold(db, statistics, [])  # the loop, idle
+    assert statistics.settled()
+    sent = await aggregates(db, topic)
+    keys = [key for key, _ in sent]
+    assert len(keys) == len(set(keys)) == 4 + 1  # each room's November, and the center's
+    assert latest(sent) == await reference(tmp_path, records)
+    async with db.session() as session:
+        stored = await session.scalar(select(ConsumerPositionRow.next_offset))
+    assert stored == len(records)  # the positions went with the aggregates
+
+
+async def test_a_crash_before_publishing_publishes_when_the_decisions_come_again(
+    db: Database, database_url: str, tmp_path: object
+) -> None:
+    records = [Rec("decisions", i, d) for i, d in enumerate(decisions())]
+    first = UsageStatistics(settings_for(database_url, 60_000))
+    topic = first.settings.topics.usage_monthly
+    for start in range(0, len(records), 3):
+        await fold(db, first, records[start : start + 3])
+    assert not first.settled()  # the loop committed no offset to Kafka
+    # The process dies. Its successor reads the decisions since the last committed
+    # offset (all of them) again: each was counted, and none is counted twice, but each
+    # room's and the center's aggregates go out.
+    second = UsageStatistics(settings_for(database_url, 60_000))
+    for start in range(0, len(records), 3):
+        await fold(db, second, records[start : start + 3])
+    await fold(db, second, [])
+    assert second.settled()
+    assert latest(await aggregates(db, topic)) == await reference(tmp_path, records)
+
+
+async def test_under_steady_load_the_interval_publishes_what_the_batches_since_changed(
+    db: Database, database_url: str
+) -> None:
+    records = [Rec("decisions", i, d) for i, d in enumerate(decisions())]
+    statistics = UsageStatistics(settings_for(database_url, 200))
+    topic = statistics.settings.topics.usage_monthly
+    await fold(db, statistics, records[:3])  # rooms 0-2 configured
+    assert await aggregates(db, topic) == []
+    await asyncio.sleep(0.25)
+    await fold(db, statistics, records[3:6])  # room 3 configured, parties in rooms 0-1
+    assert statistics.settled()
+    sent = await aggregates(db, topic)
+    # Both batches' changes, each aggregate once, though the second batch changed no
+    # aggregate of room 2.
+    assert sorted(key for key, _ in sent) == sorted(
+        [f"room:seosan.club-{r}:2026-11" for r in range(4)] + ["center:seosan:2026-11"]
+    )
+    await fold(db, statistics, records[6:9])  # inside the next interval: held back
+    assert len(await aggregates(db, topic)) == len(sent)
+    assert not statistics.settled()
+
+
+async def test_publishing_every_batch_when_the_interval_is_0(
+    db: Database, database_url: str
+) -> None:
+    records = [Rec("decisions", i, d) for i, d in enumerate(decisions())]
+    statistics = UsageStatistics(settings_for(database_url, 0))
+    await fold(db, statistics, records[:3])
+    assert statistics.settled()
+    assert len(await aggregates(db, statistics.settings.topics.usage_monthly)) == 3 + 1
