@@ -150,15 +150,7 @@ class UsageStatistics:
             if c not in self.centers
             or versions.get(scope_id("center", c), 0) != self.versions.get(scope_id("center", c))
         }
-        stored = await uow.load_states(
-            UsageStateRow, [scope_id("center", c) for c in stale], lock=False
-        )
-        for center_id in stale:
-            found = stored.get(scope_id("center", center_id))
-            self.centers[center_id] = (
-                CenterUsage(center_id) if found is None else CenterUsage.from_json(found.state)
-            )
-            self.versions[scope_id("center", center_id)] = 0 if found is None else found.version
+        await self._read(uow, "center", stale)
         self.touched_centers.update(centers)
         if self.publishing:
             # A room kept in memory that the month close wrote meanwhile is read again
@@ -167,16 +159,25 @@ class UsageStatistics:
             for sid, version in (await uow.load_versions(UsageStateRow, kept, lock=True)).items():
                 if version != self.versions.get(sid):
                     del self.rooms[sid.split(":", 1)[1]]
-        missing = wanted_rooms - self.rooms.keys()
+        await self._read(uow, "room", wanted_rooms - self.rooms.keys())
+
+    async def _read(self, uow: UnitOfWork, scope: str, idents: set[str]) -> None:
+        """Read these rooms' or centers' states as stored (a new one starts empty)."""
         stored = await uow.load_states(
-            UsageStateRow, [scope_id("room", r) for r in missing], lock=False
+            UsageStateRow, [scope_id(scope, i) for i in idents], lock=False
         )
-        for room_id in missing:
-            found = stored.get(scope_id("room", room_id))
-            self.rooms[room_id] = (
-                RoomUsage(room_id) if found is None else RoomUsage.from_json(found.state)
-            )
-            self.versions[scope_id("room", room_id)] = 0 if found is None else found.version
+        for ident in idents:
+            sid = scope_id(scope, ident)
+            found = stored.get(sid)
+            if found is not None:
+                state = load_state(sid, found.state)
+            else:
+                state = RoomUsage(ident) if scope == "room" else CenterUsage(ident)
+            if isinstance(state, RoomUsage):
+                self.rooms[ident] = state
+            else:
+                self.centers[ident] = state
+            self.versions[sid] = 0 if found is None else found.version
 
     def handle(self, uow: UnitOfWork, record: Record, event: AnyDecision) -> None:
         now = self.clock()

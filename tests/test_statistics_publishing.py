@@ -93,6 +93,11 @@ async def fold(db: Database, statistics: UsageStatistics, records: list[Rec]) ->
     statistics.committed()
 
 
+async def fold_in_threes(db: Database, statistics: UsageStatistics, records: list[Rec]) -> None:
+    for start in range(0, len(records), 3):
+        await fold(db, statistics, records[start : start + 3])
+
+
 async def aggregates(db: Database, topic: str) -> list[tuple[str, dict[str, object]]]:
     """(key, value) of each aggregate in the outbox, in order, without ``updated_at``."""
     async with db.session() as session:
@@ -157,15 +162,13 @@ async def test_a_crash_before_publishing_publishes_when_the_decisions_come_again
     records = [Rec("decisions", i, d) for i, d in enumerate(decisions())]
     first = UsageStatistics(settings_for(database_url, 60_000))
     topic = first.settings.topics.usage_monthly
-    for start in range(0, len(records), 3):
-        await fold(db, first, records[start : start + 3])
+    await fold_in_threes(db, first, records)
     assert not first.settled()  # the loop committed no offset to Kafka
     # The process dies. Its successor reads the decisions since the last committed
     # offset (all of them) again: each was counted, and none is counted twice, but each
     # room's and the center's aggregates go out.
     second = UsageStatistics(settings_for(database_url, 60_000))
-    for start in range(0, len(records), 3):
-        await fold(db, second, records[start : start + 3])
+    await fold_in_threes(db, second, records)
     await fold(db, second, [])
     assert second.settled()
     assert latest(await aggregates(db, topic)) == await reference(tmp_path, records)
