@@ -192,13 +192,11 @@ class EffectivelyOnceLoop:
         self.buffer = TimeAlignedBuffer(options.max_idle_s, options.topics)
         self.batches = 0
         self.consumer: AIOKafkaConsumer | None = None
-        """While running: the consumer, for the service's lag and broker samples."""
-        self._consumer: AIOKafkaConsumer | None = None
-        """The consumer offsets are committed with, until it is stopped."""
+        """While running: the consumer, for the service's lag and broker samples, and the
+        one offsets are committed with."""
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         consumer = make_group_consumer(self.settings, self.options.group_id, ())
-        self._consumer = consumer
         consumer.subscribe(
             list(self.options.topics),
             listener=_WaitForBatch(self._lock, self.buffer, self.handler, self._settle),
@@ -249,9 +247,10 @@ class EffectivelyOnceLoop:
                     await self._decide(records)
                     if self.outbox_written is not None:
                         self.outbox_written.set()
-                    offsets = self._held
+                    offsets: dict[TopicPartition, int] = {}
                     for record in records:
                         offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+                    self._held.update(offsets)
                     await self._commit_held()
                     self.batches += 1
                     METRICS.inc(f"{name}_records_total", len(records))
@@ -273,9 +272,9 @@ class EffectivelyOnceLoop:
                 await asyncio.sleep(0)
         finally:
             # Leaving the group here hands our partitions over at once (graceful SIGTERM).
-            self.consumer = None
             async with self._lock:
                 await self._settle()
+            self.consumer = None
             await consumer.stop()
             log.info("consumer stopped", extra={"group": self.options.group_id})
 
@@ -293,11 +292,11 @@ class EffectivelyOnceLoop:
         restart from reading them again. Held back, they make a restart read those
         inputs again, which is how a handler publishes what a crash left unpublished.
         """
-        if not self._held or not self.handler.settled() or self._consumer is None:
+        if not self._held or not self.handler.settled() or self.consumer is None:
             return
         offsets, self._held = self._held, {}
         await self._offsets_committed()
-        self._committing = asyncio.ensure_future(self._consumer.commit(offsets))
+        self._committing = asyncio.ensure_future(self.consumer.commit(offsets))
 
     async def _settle(self) -> None:
         """Have the handler publish what it holds back, then commit every offset decided.

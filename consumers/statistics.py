@@ -89,20 +89,17 @@ class UsageStatistics:
         """Centers the batch in flight may have changed (dropped if it rolls back)."""
         self.changed: set[str] = set()
         """Scope ids the batch in flight changed."""
-        self.pending: set[tuple[str, str]] = set()
-        """(scope id, month) of the aggregates the batch in flight changed."""
-        self.replayed: set[str] = set()
-        """Scope ids of the decisions the batch in flight skipped as decided before."""
+        self.pending: set[tuple[str, str | None]] = set()
+        """(scope id, month) of the aggregates the batch in flight changed; month ``None``:
+        every month of the scope (a decision it skipped as counted before)."""
         self.positions: dict[tuple[str, int], int] = {}
         """Next offset per partition of the batch in flight."""
         self.publish_interval_s = settings.statistics_publish_interval_ms / 1000
         self.publishing = False
         """Whether the batch in flight publishes every aggregate not published yet."""
         self.last_published = time.monotonic()
-        self.unpublished: set[tuple[str, str]] = set()
-        """(scope id, month) changed by committed batches and not published yet."""
-        self.unpublished_scopes: set[str] = set()
-        """Scope ids whose every month is published next (redelivered decisions)."""
+        self.unpublished: set[tuple[str, str | None]] = set()
+        """``pending`` of the committed batches since the last publishing one."""
         self.unsaved_positions: dict[tuple[str, int], int] = {}
         """Positions of committed batches, stored with the next publishing batch."""
 
@@ -134,7 +131,7 @@ class UsageStatistics:
         wanted_rooms = {event.room_id for event in events}
         centers = {event.center_id for event in events if event.center_id}
         if self.publishing:  # every state with an aggregate to publish, as stored now
-            for sid in self._to_publish_scopes():
+            for sid, _ in self.unpublished:
                 scope, ident = sid.split(":", 1)
                 (wanted_rooms if scope == "room" else centers).add(ident)
         # A center sums rooms of several partitions, maybe of other members: its stored
@@ -204,9 +201,9 @@ class UsageStatistics:
     def skipped(self, event: AnyDecision) -> None:
         # Counted before, maybe by a member that crashed before publishing: its room's
         # and center's aggregates go out again, as stored.
-        self.replayed.add(scope_id("room", event.room_id))
+        self.pending.add((scope_id("room", event.room_id), None))
         if event.center_id:
-            self.replayed.add(scope_id("center", event.center_id))
+            self.pending.add((scope_id("center", event.center_id), None))
 
     async def save(self, uow: UnitOfWork) -> None:
         states = {sid: self._state(sid) for sid in self.changed}
@@ -215,28 +212,24 @@ class UsageStatistics:
             return
         now = self.clock()
         aggregates: dict[str, UsageMonthly] = {}
-        for sid, month in self.unpublished | self.pending:
-            aggregates[_usage_key(sid, month)] = self._state(sid).aggregate(month, now)
-        for sid in self._to_publish_whole():
+        for sid, wanted in self.unpublished | self.pending:
             state = self._state(sid)
-            for month in state.months:
+            for month in state.months if wanted is None else (wanted,):
                 aggregates[_usage_key(sid, month)] = state.aggregate(month, now)
         # Each changed aggregate once, as the batches left it.
         await write_aggregates(uow, self.settings, dict(sorted(aggregates.items())))
         uow.save_positions({**self.unsaved_positions, **self.positions})
 
     def settled(self) -> bool:
-        return not (self.unpublished or self.unpublished_scopes or self.unsaved_positions)
+        return not (self.unpublished or self.unsaved_positions)
 
     def committed(self) -> None:
         if self.publishing:
             self.unpublished.clear()
-            self.unpublished_scopes.clear()
             self.unsaved_positions.clear()
             self.last_published = time.monotonic()
         else:
             self.unpublished |= self.pending
-            self.unpublished_scopes |= self.replayed
             self.unsaved_positions.update(self.positions)
         METRICS.set("usage_aggregates_unpublished", len(self.unpublished))
         self._end_batch()
@@ -260,7 +253,6 @@ class UsageStatistics:
     def revoked(self) -> None:
         self.forget(everything=True)
         self.unpublished.clear()
-        self.unpublished_scopes.clear()
         self.unsaved_positions.clear()
         METRICS.set("usage_aggregates_unpublished", 0)
 
@@ -270,14 +262,7 @@ class UsageStatistics:
         self.touched_centers.clear()
         self.changed.clear()
         self.pending.clear()
-        self.replayed.clear()
         self.publishing = False
-
-    def _to_publish_whole(self) -> set[str]:
-        return self.unpublished_scopes | self.replayed
-
-    def _to_publish_scopes(self) -> set[str]:
-        return {sid for sid, _ in self.unpublished} | self.unpublished_scopes
 
     def _state(self, sid: str) -> UsageState:
         scope, ident = sid.split(":", 1)

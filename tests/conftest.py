@@ -20,6 +20,7 @@ from typing import Any
 import hypothesis  # noqa: F401  (see below)
 import pytest
 
+from infra.db import Database
 from infra.settings import Settings, Topics
 
 # Imported here, at collection: otherwise hypothesis's pytest plugin imports it first at
@@ -135,3 +136,12 @@ async def stack_settings(kafka_settings: Settings, database_url: str) -> AsyncIt
     )
     await ensure_topics(settings)
     yield settings
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """A migrated database on each backend (``database_url``), disposed after the test."""
+    database = Database(Settings(database_url=database_url))
+    await database.migrate()
+    yield database
+    await database.dispose()

@@ -16,7 +16,6 @@ from sqlalchemy import select
 
 from consumers.authority import RoomAuthority, policy_from
 from domain.capacity import KEEP_HISTORY
-from infra import tick_signature
 from infra.db import BookingIdRow, Database, OutboxRow
 from infra.settings import Settings, Topics
 from schemas.inputs import (
@@ -27,31 +26,9 @@ from schemas.inputs import (
     RoomConfigured,
 )
 from service_layer.processing import Record, process_batch
+from tests.records import Rec
 
 NOW = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)  # 09:00 in Seoul
-
-
-class Rec:
-    def __init__(self, topic: str, offset: int, event: AnyInput) -> None:
-        self.topic = topic
-        self.partition = 0
-        self.offset = offset
-        self.timestamp = 0
-        self.key: bytes | None = event.room_id.encode()
-        self.value: bytes | None = event.model_dump_json().encode()
-        self.headers: list[tuple[str, bytes]] = (
-            tick_signature.headers_for(Settings(), self.key, self.value)
-            if event.type == "clock.tick"
-            else []
-        )
-
-
-@pytest.fixture
-async def db(database_url: str) -> Database:
-    database = Database(Settings(database_url=database_url))
-    await database.migrate()
-    yield database  # type: ignore[misc]
-    await database.dispose()
 
 
 def configured(at: datetime) -> RoomConfigured:

@@ -139,14 +139,6 @@ async def finals(db: Database) -> dict[str, set[str]]:
     }
 
 
-@pytest.fixture
-async def db(database_url: str) -> Any:
-    database = Database(Settings(database_url=database_url))
-    await database.migrate()
-    yield database
-    await database.dispose()
-
-
 async def test_a_restart_catches_up_every_month_not_closed(db: Database) -> None:
     """Down from August to December: every month from August to November closes, once."""
     await store(

@@ -7,22 +7,12 @@ tests/test_integration_relay_fencing.py.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select, text
 
 from infra.db import Database, OutboxRow, utcnow
 from infra.settings import Settings
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(Settings(database_url=database_url))
-    await database.migrate()
-    yield database
-    await database.dispose()
 
 
 async def add_rows(db: Database, count: int) -> None:

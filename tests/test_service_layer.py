@@ -16,26 +16,12 @@ from sqlalchemy import func, select
 from consumers.authority import RoomAuthority
 from infra import tick_signature
 from infra.db import Database, OutboxRow, ProcessedInput, RoomRow, StaleState
-from infra.settings import Settings, Topics
-from schemas.inputs import AnyInput, Checkin, ClockTick, RoomConfigured
+from infra.settings import Topics
+from schemas.inputs import Checkin, ClockTick, RoomConfigured
 from service_layer.processing import process_batch
+from tests.records import Rec
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # 12:00 in Seoul
-
-
-class Rec:
-    def __init__(self, topic: str, offset: int, event: AnyInput) -> None:
-        self.topic = topic
-        self.partition = 0
-        self.offset = offset
-        self.timestamp = 0
-        self.key: bytes | None = event.room_id.encode()
-        self.value: bytes | None = event.model_dump_json().encode()
-        self.headers: list[tuple[str, bytes]] = (
-            tick_signature.headers_for(Settings(), self.key, self.value)
-            if event.type == "clock.tick"
-            else []
-        )
 
 
 def configured(room_id: str) -> RoomConfigured:
@@ -56,14 +42,6 @@ def walk_in(room_id: str) -> Checkin:
     return Checkin(
         event_id=uuid.uuid4(), occurred_at=NOW, room_id=room_id, kiosk_id="k", party_size=2
     )
-
-
-@pytest.fixture
-async def db(database_url: str) -> Database:
-    database = Database(Settings(database_url=database_url))
-    await database.migrate()
-    yield database  # type: ignore[misc]
-    await database.dispose()
 
 
 async def decide(db: Database, authority: RoomAuthority, records: list[Rec]) -> None:

@@ -13,7 +13,6 @@ import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import select
 
 from consumers.statistics import UsageStatistics
@@ -21,19 +20,9 @@ from infra.db import ConsumerPositionRow, Database, OutboxRow
 from infra.settings import Settings
 from schemas.decisions import CheckinAdmitted, CheckinDenied, Decision, RoomConfiguredDecision
 from service_layer.processing import process_batch
+from tests.records import Rec
 
 SEOUL = ZoneInfo("Asia/Seoul")
-
-
-class Rec:
-    def __init__(self, topic: str, offset: int, decision: Decision) -> None:
-        self.topic = topic
-        self.partition = 0
-        self.offset = offset
-        self.timestamp = 0
-        self.key: bytes | None = decision.room_id.encode()
-        self.value: bytes | None = decision.model_dump_json().encode()
-        self.headers: list[tuple[str, bytes]] = []
 
 
 def decisions(rooms: int = 4, parties: int = 5) -> list[Decision]:
@@ -77,14 +66,6 @@ def decisions(rooms: int = 4, parties: int = 5) -> list[Decision]:
 
 def settings_for(database_url: str, interval_ms: int) -> Settings:
     return Settings(database_url=database_url, statistics_publish_interval_ms=interval_ms)
-
-
-@pytest.fixture
-async def db(database_url: str) -> Database:
-    database = Database(Settings(database_url=database_url))
-    await database.migrate()
-    yield database  # type: ignore[misc]
-    await database.dispose()
 
 
 async def fold(db: Database, statistics: UsageStatistics, records: list[Rec]) -> None:
