@@ -754,22 +754,49 @@ async def describe_topics(bootstrap: str) -> dict[str, int]:
     }
 
 
-async def topic_configs(bootstrap: str, topics: list[str]) -> dict[str, dict[str, str]]:
-    """Effective configs per topic (used to verify e.g. ``cleanup.policy``)."""
+async def topic_configs(
+    bootstrap: str, topics: list[str], timeout_s: float = 10.0
+) -> dict[str, dict[str, str]]:
+    """Effective configs per topic (used to verify e.g. ``cleanup.policy``).
+
+    Why retries: on a cluster the node asked may not yet have the metadata of a topic just
+    created and answers UNKNOWN_TOPIC_OR_PARTITION; a retriable error is asked again until
+    ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
     admin = _admin(bootstrap)
     try:
         await admin.start()
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
-        )
+        while True:
+            try:
+                return _configs_of(
+                    await admin.describe_configs(
+                        [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
+                    ),
+                    retry_allowed=time.monotonic() < deadline,
+                )
+            except _RetriableConfigError:
+                await asyncio.sleep(0.3)
     finally:
         await admin.close()
+
+
+class _RetriableConfigError(Exception):
+    """A describe_configs answer with a retriable error code, asked again."""
+
+
+def _configs_of(responses: Any, retry_allowed: bool) -> dict[str, dict[str, str]]:
     result: dict[str, dict[str, str]] = {}
     for response in responses:
         for resource in response.resources:
             error_code, error_message, _rtype, name, entries = resource[:5]
             if error_code:
-                raise BrokerError(f"describe_configs({name}) failed: {error_message}")
+                err = for_code(error_code)
+                if err.retriable and retry_allowed:
+                    raise _RetriableConfigError(name)
+                raise BrokerError(
+                    f"describe_configs({name}) failed: {err.__name__}: {error_message}"
+                )
             result[name] = {entry[0]: entry[1] for entry in entries}
     return result
 

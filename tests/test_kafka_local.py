@@ -293,6 +293,30 @@ async def test_wait_reachable_gives_up_at_the_deadline(settings: Settings) -> No
 # --------------------------------------------------------------------------- integration
 
 
+class _ConfigsAnswer:
+    """One describe_configs response: (code, message, type, name, entries) per resource."""
+
+    def __init__(self, *resources: tuple[int, str, int, str, list[tuple[str, str]]]) -> None:
+        self.resources = list(resources)
+
+
+def test_topic_configs_retry_a_topic_not_known_yet_and_name_a_lasting_error() -> None:
+    """A node that has not yet the metadata of a new topic answers UNKNOWN_TOPIC_OR_PARTITION
+    (3, retriable): asked again until the deadline. Other errors fail with their name."""
+    known = _ConfigsAnswer((0, "", 2, "decisions", [("cleanup.policy", "delete")]))
+    assert kl._configs_of([known], retry_allowed=True) == {
+        "decisions": {"cleanup.policy": "delete"}
+    }
+    unknown = _ConfigsAnswer((3, "", 2, "decisions", []))
+    with pytest.raises(kl._RetriableConfigError):
+        kl._configs_of([unknown], retry_allowed=True)
+    with pytest.raises(kl.BrokerError, match="UnknownTopicOrPartitionError"):
+        kl._configs_of([unknown], retry_allowed=False)
+    denied = _ConfigsAnswer((29, "no", 2, "decisions", []))  # TOPIC_AUTHORIZATION_FAILED
+    with pytest.raises(kl.BrokerError, match="TopicAuthorizationFailedError: no"):
+        kl._configs_of([denied], retry_allowed=True)
+
+
 @pytest.mark.integration
 def test_real_broker_up_status_down_twice(tmp_path: Path) -> None:
     port, cport = two_free_ports()
