@@ -8,11 +8,13 @@ authority in batches of ``SPACES_BATCH_MAX_RECORDS`` (1,000) inputs, then the st
 over the decisions it wrote to the outbox, in batches of
 ``SPACES_STATISTICS_BATCH_MAX_RECORDS`` (2,000). It prints the CPU time of each pass per
 input (``time.process_time``: SQLite's work included, no waits, no Kafka, no relay), best
-of 3 runs on fresh database files. Steadier than ``tools/scale_run.py`` on a shared
+of 3 runs on fresh database files, with the service's cycle collector settings
+(``SPACES_GC_THRESHOLDS``). Steadier than ``tools/scale_run.py`` on a shared
 machine, so it is what to compare before and after a change to either consumer.
 """
 
 import asyncio
+import os
 import cProfile
 import pstats
 import sys
@@ -27,6 +29,7 @@ from bench.throughput import scenario_inputs
 from bench.traffic import layout
 from consumers.authority import RoomAuthority
 from consumers.statistics import UsageStatistics
+from entrypoints.service import tune_garbage_collector
 from infra.db import Database, OutboxRow
 from infra.settings import Settings
 from producers.client import topic_for
@@ -106,7 +109,7 @@ async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, flo
     counted = await consume(db, statistics, decisions, settings.statistics_batch_max_records)
     if profile:
         profile.disable()
-        stats = pstats.Stats(profile).sort_stats("tottime")
+        stats = pstats.Stats(profile).sort_stats(os.environ.get("SORT", "tottime"))
         stats.print_stats(25)
         if "--callers" in sys.argv:
             stats.print_callers(sys.argv[sys.argv.index("--callers") + 1])
@@ -121,6 +124,7 @@ async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, flo
 
 async def main() -> None:
     inputs = input_records(Settings())
+    tune_garbage_collector(Settings())  # as a service process does (SPACES_GC_THRESHOLDS)
     results = []
     with tempfile.TemporaryDirectory() as directory:
         for run in range(1 if PROFILE else 3):

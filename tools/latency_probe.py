@@ -1,6 +1,7 @@
 """Profiling aid: open-loop check-ins at RATE/s for SECS s against `spaces run`; decision latency.
 
     python tools/latency_probe.py ROOMS RATE SECS [PARTS]   (broker on 127.0.0.1:19092)
+    TIMELINE=1: also the latency of the inputs sent in each second (periodic stalls show).
 """
 import pathlib; pathlib.Path("/tmp/spaces-scale").mkdir(exist_ok=True)
 import asyncio, os, random, subprocess, sys, time, uuid, json
@@ -32,7 +33,7 @@ async def main():
     await cons.start()
     # wait for configured decisions
     await asyncio.sleep(6)
-    sent = {}; lat = []; wall = {}; to_relay = []; from_relay = []
+    sent = {}; lat = []; wall = {}; to_relay = []; from_relay = []; by_second = {}; t0 = time.perf_counter()
     async def reader():
         while True:
             b = await cons.getmany(timeout_ms=100)
@@ -41,7 +42,7 @@ async def main():
                 for r in recs:
                     d = json.loads(r.value); c = d.get("caused_by")
                     if c in sent:
-                        lat.append(t - sent.pop(c)); w = wall.pop(c)
+                        at = sent.pop(c); lat.append(t - at); by_second.setdefault(int(at - t0), []).append(t - at); w = wall.pop(c)
                         to_relay.append(r.timestamp / 1000 - w); from_relay.append(time.time() - r.timestamp / 1000)
     rt = asyncio.create_task(reader())
     prod = make_producer(s); await prod.start()
@@ -68,6 +69,9 @@ async def main():
     proc.terminate(); proc.wait(30)
     from bench.common import delete_topics
     await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run
+    if os.environ.get("TIMELINE"):  # p99 and max of the inputs sent in each second: periodic stalls show
+        for second, xs in sorted(by_second.items()):
+            xs.sort(); print(f"  second {second:3d}: n={len(xs)} p50={xs[len(xs)//2]*1000:.0f}ms p99={xs[int(.99*len(xs))]*1000:.0f}ms max={xs[-1]*1000:.0f}ms")
     lat.sort()
     q = lambda p: lat[min(len(lat)-1, int(p*len(lat)))]*1000
     for name, xs in (("input->relay send", to_relay), ("relay send->read", from_relay)):
