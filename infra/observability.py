@@ -150,7 +150,19 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for library in QUIET_FOR_A_PERSON:  # as they were before a CLI command quieted them
         logging.getLogger(library).setLevel(logging.NOTSET)
-    for noisy in ("aiokafka", "kafka", "apscheduler", "sqlalchemy.engine", "alembic"):
+    # Libraries that log each statement, mapping or connection at INFO or DEBUG: a
+    # service's lines are its own decisions and batches (about 60 lines of SQLAlchemy's
+    # mapper set-up per process start before).
+    for noisy in (
+        "aiokafka",
+        "kafka",
+        "apscheduler",
+        "sqlalchemy.engine",
+        "sqlalchemy.orm",
+        "sqlalchemy.pool",
+        "aiosqlite",
+        "alembic",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -904,6 +904,8 @@ def test_service_logging_quiets_the_coordinator_only_while_starting(
     configure_logging("INFO")
     assert logging.getLogger("sqlalchemy").level == logging.NOTSET  # the service's as before
     assert logging.getLogger("aiokafka").level == logging.WARNING
+    for chatty in ("sqlalchemy.orm.mapper.Mapper", "sqlalchemy.engine.Engine", "aiosqlite"):
+        assert not logging.getLogger(chatty).isEnabledFor(logging.INFO)
     coordinator = logging.getLogger(COORDINATOR_LOGGER)
     coordinator.error(COORDINATOR_LOOKUP_FAILED, CoordinatorNotAvailableError())
     logging.getLogger("consumers.batch").info("services ready")
