@@ -249,6 +249,15 @@ def _run_note(run: dict[str, Any]) -> str:
     return ""
 
 
+def _tail(run: dict[str, Any], figure: str) -> list[Check]:
+    """The seconds from a service run's last decision to its last aggregate (informational:
+    how long the statistics trail the room authority), when both were measured."""
+    seconds, decisions = run.get("seconds"), run.get("decisions_seconds")
+    if seconds is None or decisions is None:
+        return []
+    return [Check(figure, round(seconds - decisions, 2), "s", "-", None)]
+
+
 def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
     if "error" in scale:
         return [Check("scale scenario", None, "", "runs", False, scale["error"])]
@@ -292,6 +301,7 @@ def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
         rate = run.get("rate")
         note = _run_note(run)
         out.append(Check(f"spaces run, {name} ({label})", rate, "inputs/s", "-", None, note))
+        out.extend(_tail(run, "  last aggregate after the last decision"))
         ratio = rate / ceiling["rate"] if rate and ceiling.get("rate") else None
         passed = None if "skipped" in run else bool(ratio and ratio >= TARGET_RATIO and not note)
         out.append(
@@ -410,6 +420,8 @@ def sweep_checks(sweep: dict[str, Any]) -> list[Check]:
         )
         for run in runs
     ]
+    for run in runs:
+        out.extend(_tail(run, f"  last aggregate after the last decision, {run['rooms']:,} rooms"))
     if len(runs) >= 2:
         small, large = runs[0], runs[-1]
         ok = small.get("status") == "done" and large.get("status") == "done"

@@ -57,6 +57,9 @@ class RunResult:
     """Inputs per second from ``start`` to ``end`` (see the module's docstring)."""
     seconds_from_first_decision: float | None
     rate_from_first_decision: float | None
+    decisions_seconds: float | None
+    """From ``start`` to the newest primary decision: the service's run without the
+    statistics' tail (the last aggregates after it)."""
     launched_to_start_s: float | None
     decisions: dict[str, int]
     usage: dict[str, Any] | None
@@ -179,6 +182,9 @@ async def pre_produced(
             rate=_rate(done_count, seconds),
             seconds_from_first_decision=_round(seconds_first, 3),
             rate_from_first_decision=_rate(done_count, seconds_first),
+            decisions_seconds=_round(
+                watcher.last_primary_ms / 1000 - start if watcher.decided and start else None, 3
+            ),
             launched_to_start_s=_round(start - child.launched_at if start else None, 2),
             decisions=dict(sorted(watcher.kinds.items())),
             usage=usage,
