@@ -41,6 +41,7 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    literal,
     or_,
     select,
     text,
@@ -58,7 +59,7 @@ from sqlalchemy.engine import (
     create_engine,
     make_url,
 )
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -748,11 +749,11 @@ class UnitOfWork:
         await self._write_usage(session, self._usage)
         await self._write_closes(session)
         await self._write_positions(session)
-        await _write_rows(session, _insert_into(ProcessedInput), self._processed)
+        await _insert_rows(session, ProcessedInput, self._processed)
         await _write_rows(
             session, _insert_booking_ids(self._sqlite), list(self._booking_ids.values())
         )
-        await _write_rows(session, _insert_into(OutboxRow), self._outbox)
+        await _insert_rows(session, OutboxRow, self._outbox)
         self.published += len(self._outbox)
         session.add_all(self._objects)
         self._states, self._usage, self._processed, self._outbox, self._objects = (
@@ -778,6 +779,40 @@ async def _write_rows(
     step = chunk or len(rows)
     for start in range(0, len(rows), step):
         await session.execute(statement, rows[start : start + step])
+
+
+async def _insert_rows(session: AnySession, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """Plain inserts (no conflict clause): on PostgreSQL by ``COPY``, in the transaction.
+
+    Why: SQLAlchemy's bulk insert (``insertmanyvalues``) binds every value of every row in
+    Python and sends the rows as SQL text; a batch's thousands of consumed ids and outbox
+    rows went there. asyncpg's ``copy_records_to_table`` sends them in its binary format.
+    A unique violation (a second owner of a partition, for a moment) still rolls the batch
+    back as a ``DBAPIError``, which the consumer loop retries.
+    """
+    if not rows or isinstance(session, InlineSession):
+        await _write_rows(session, _insert_into(model), rows)
+        return
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        await _write_rows(session, _insert_into(model), rows)
+        return
+    import asyncpg  # type: ignore[import-untyped]
+
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    if not driver.is_in_transaction():  # SQLAlchemy begins it at the first statement
+        await session.execute(select(literal(1)))
+    table = _table(model)
+    columns = list(rows[0])
+    try:
+        await driver.copy_records_to_table(
+            table.name, columns=columns, records=[tuple(row[c] for c in columns) for row in rows]
+        )
+    except asyncpg.IntegrityConstraintViolationError as error:
+        raise IntegrityError(f"COPY {table.name}", None, error) from error
+    except asyncpg.PostgresError as error:
+        raise DBAPIError(f"COPY {table.name}", None, error) from error
 
 
 # The unit of work's statements, built once: ``InlineSession.execute_many`` compiles each

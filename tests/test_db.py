@@ -258,9 +258,9 @@ async def test_a_write_waiting_for_sqlites_writer_is_measured(tmp_path: object) 
 
 
 async def test_a_failed_bulk_write_is_a_database_error_the_loop_retries(db: Database) -> None:
-    """On SQLite the bulk writes bypass SQLAlchemy's execution; a driver error must still
-    come out as ``DBAPIError``, which the consumer loop rolls back and retries, and not
-    stop the consumer."""
+    """The bulk writes bypass SQLAlchemy's execution (SQLite: the driver's executemany;
+    PostgreSQL: COPY); a driver error must still come out as ``DBAPIError``, which the
+    consumer loop rolls back and retries, and not stop the consumer."""
     from sqlalchemy.exc import DBAPIError, IntegrityError
 
     with pytest.raises(DBAPIError) as raised:
@@ -270,6 +270,32 @@ async def test_a_failed_bulk_write_is_a_database_error_the_loop_retries(db: Data
     assert isinstance(raised.value, IntegrityError)
     async with db.unit_of_work("room-authority") as uow:  # nothing of it was committed
         assert await uow.already_processed(["same-id"]) == set()
+
+
+async def test_bulk_inserts_commit_or_roll_back_with_the_rest_of_the_batch(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumed ids are inserted (PostgreSQL: by COPY) before the outbox rows; when the
+    outbox rows then fail (two with one uid), the ids must not stay committed either: a
+    consumer would skip those inputs as decided, with nothing published for them."""
+    from sqlalchemy.exc import IntegrityError
+
+    import infra.db
+
+    monkeypatch.setattr(infra.db, "new_outbox_uid", lambda: "f" * 32)
+    with pytest.raises(IntegrityError):
+        async with db.unit_of_work("room-authority") as uow:
+            uow.mark_processed("decided-then-rolled-back", "checkins", 0, 1)
+            uow.publish("decisions", "r1", {"n": 1})
+            uow.publish("decisions", "r1", {"n": 2})
+    monkeypatch.undo()
+    async with db.unit_of_work("room-authority") as uow:
+        assert await uow.already_processed(["decided-then-rolled-back"]) == set()
+        uow.mark_processed("decided", "checkins", 0, 2)
+        uow.publish("decisions", "r1", {"n": 3})
+    async with db.unit_of_work("room-authority") as uow:
+        assert await uow.already_processed(["decided"]) == {"decided"}
+    assert [m.value for m in await db.unpublished(10)] == ['{"n": 3}']
 
 
 async def test_the_wal_is_checkpointed_after_writes_outside_the_writer_lock(
