@@ -749,11 +749,11 @@ class UnitOfWork:
         await self._write_usage(session, self._usage)
         await self._write_closes(session)
         await self._write_positions(session)
-        await _insert_rows(session, ProcessedInput, self._processed)
+        await self._insert(session, ProcessedInput, self._processed)
         await _write_rows(
             session, _insert_booking_ids(self._sqlite), list(self._booking_ids.values())
         )
-        await _insert_rows(session, OutboxRow, self._outbox)
+        await self._insert(session, OutboxRow, self._outbox)
         self.published += len(self._outbox)
         session.add_all(self._objects)
         self._states, self._usage, self._processed, self._outbox, self._objects = (
@@ -764,6 +764,15 @@ class UnitOfWork:
             [],
         )
         self._booking_ids = {}
+
+    async def _insert(
+        self, session: AnySession, model: type[Base], rows: list[dict[str, Any]]
+    ) -> None:
+        """Plain inserts: SQLite through ``_write_rows``, PostgreSQL by ``COPY``."""
+        if self._sqlite or not isinstance(session, AsyncSession):
+            await _write_rows(session, _insert_into(model), rows)
+        else:
+            await _copy_rows(session, model, rows)
 
 
 async def _write_rows(
@@ -781,8 +790,8 @@ async def _write_rows(
         await session.execute(statement, rows[start : start + step])
 
 
-async def _insert_rows(session: AnySession, model: type[Base], rows: list[dict[str, Any]]) -> None:
-    """Plain inserts (no conflict clause): on PostgreSQL by ``COPY``, in the transaction.
+async def _copy_rows(session: AsyncSession, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: plain inserts (no conflict clause) by ``COPY``, in the transaction.
 
     Why: SQLAlchemy's bulk insert (``insertmanyvalues``) binds every value of every row in
     Python and sends the rows as SQL text; a batch's thousands of consumed ids and outbox
@@ -790,13 +799,9 @@ async def _insert_rows(session: AnySession, model: type[Base], rows: list[dict[s
     A unique violation (a second owner of a partition, for a moment) still rolls the batch
     back as a ``DBAPIError``, which the consumer loop retries.
     """
-    if not rows or isinstance(session, InlineSession):
-        await _write_rows(session, _insert_into(model), rows)
+    if not rows:
         return
     connection = await session.connection()
-    if connection.dialect.name != "postgresql":
-        await _write_rows(session, _insert_into(model), rows)
-        return
     import asyncpg  # type: ignore[import-untyped]
 
     driver = (await connection.get_raw_connection()).driver_connection

@@ -99,6 +99,11 @@ def latest(sent: list[tuple[str, dict[str, object]]]) -> dict[str, dict[str, obj
     return dict(sent)
 
 
+def decision_records() -> list[Rec]:
+    """``decisions()`` as records of one partition of ``decisions``, offsets from 0."""
+    return [Rec("decisions", i, d) for i, d in enumerate(decisions())]
+
+
 async def reference(tmp_path: object, records: list[Rec]) -> dict[str, dict[str, object]]:
     """What a statistics consumer publishing every batch leaves on ``usage-monthly`` (on
     a SQLite file of its own, whichever database is under test)."""
@@ -118,7 +123,7 @@ async def reference(tmp_path: object, records: list[Rec]) -> dict[str, dict[str,
 async def test_a_backlog_publishes_each_aggregate_once_as_the_last_batch_left_it(
     db: Database, database_url: str, tmp_path: object
 ) -> None:
-    records = [Rec("decisions", i, d) for i, d in enumerate(decisions())]
+    records = decision_records()
     statistics = UsageStatistics(settings_for(database_url, 60_000))
     topic = statistics.settings.topics.usage_monthly
     for start in range(0, len(records), 3):
@@ -140,7 +145,7 @@ async def test_a_backlog_publishes_each_aggregate_once_as_the_last_batch_left_it
 async def test_a_crash_before_publishing_publishes_when_the_decisions_come_again(
     db: Database, database_url: str, tmp_path: object
 ) -> None:
-    records = [Rec("decisions", i, d) for i, d in enumerate(decisions())]
+    records = decision_records()
     first = UsageStatistics(settings_for(database_url, 60_000))
     topic = first.settings.topics.usage_monthly
     await fold_in_threes(db, first, records)
@@ -158,7 +163,7 @@ async def test_a_crash_before_publishing_publishes_when_the_decisions_come_again
 async def test_under_steady_load_the_interval_publishes_what_the_batches_since_changed(
     db: Database, database_url: str
 ) -> None:
-    records = [Rec("decisions", i, d) for i, d in enumerate(decisions())]
+    records = decision_records()
     statistics = UsageStatistics(settings_for(database_url, 200))
     topic = statistics.settings.topics.usage_monthly
     await fold(db, statistics, records[:3])  # rooms 0-2 configured
@@ -180,7 +185,7 @@ async def test_under_steady_load_the_interval_publishes_what_the_batches_since_c
 async def test_publishing_every_batch_when_the_interval_is_0(
     db: Database, database_url: str
 ) -> None:
-    records = [Rec("decisions", i, d) for i, d in enumerate(decisions())]
+    records = decision_records()
     statistics = UsageStatistics(settings_for(database_url, 0))
     await fold(db, statistics, records[:3])
     assert statistics.settled()
