@@ -118,6 +118,21 @@ class Child:
         per_process = self.rss_by_process()
         return None if per_process is None else round(sum(per_process.values()), 1)
 
+    def cpu_by_process(self) -> dict[str, float] | None:
+        """CPU seconds (user + system) so far of the child and each descendant, by ``pid
+        command line``: where the cores went, steadier from run to run than a rate."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        out: dict[str, float] = {}
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                name = " ".join(a.decode(errors="replace") for a in args[-3:] if a)
+                seconds = cpu_seconds(pid)
+                if seconds is not None:
+                    out[f"{pid} {name}"] = round(seconds, 2)
+        return out
+
     def rss_by_process(self) -> dict[str, float] | None:
         """VmRSS in MiB of the child and each descendant, by ``pid command line``."""
         if self.proc is None or self.proc.poll() is not None:
@@ -131,6 +146,16 @@ class Child:
                     if line.startswith("VmRSS:"):
                         out[f"{pid} {name}"] = round(int(line.split()[1]) / 1024, 1)
         return out
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (``/proc/<pid>/stat``), None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def descendants(root: int) -> list[int]:

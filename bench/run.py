@@ -258,6 +258,44 @@ def _tail(run: dict[str, Any], figure: str) -> list[Check]:
     return [Check(figure, round(seconds - decisions, 2), "s", "-", None)]
 
 
+def cpu_per_input(run: dict[str, Any]) -> float | None:
+    """Microseconds of CPU per input of a run's own processes (``RunResult.cpu_s``)."""
+    used = (run.get("cpu_s") or {}).get("consumer")
+    inputs = run.get("inputs")
+    if not used or not inputs or run.get("status") != "done":
+        return None
+    return round(float(used) / int(inputs) * 1e6, 1)
+
+
+def _cpu(run: dict[str, Any], ceiling: dict[str, Any] | None = None) -> list[Check]:
+    """Informational: the CPU per input of a run, by process and the broker's, and how
+    many times the ceiling loop's. Steadier than a rate on a shared machine, and what
+    bounds the rate: on N cores no run goes faster than N / (its CPU per input)."""
+    mine = cpu_per_input(run)
+    if mine is None:
+        return []
+    cpu = run["cpu_s"]
+    processes = cpu.get("by_process", {})
+
+    def role(name: str) -> str:  # "123 --only statistics" -> "statistics"
+        if len(processes) == 1 or "--only " not in name:
+            return str(run.get("target", name))
+        return name.split("--only ", 1)[1]
+
+    parts = [
+        f"{role(name)} {seconds / run['inputs'] * 1e6:.0f}"
+        for name, seconds in sorted(processes.items())
+        if seconds / run["inputs"] * 1e6 >= 1
+    ]
+    if cpu.get("broker") is not None:
+        parts.append(f"broker {cpu['broker'] / run['inputs'] * 1e6:.0f}")
+    out = [Check("  CPU per input (its processes)", mine, "us", "-", None, "; ".join(parts))]
+    theirs = cpu_per_input(ceiling) if ceiling else None
+    if theirs:
+        out.append(Check("  CPU per input / ceiling's", round(mine / theirs, 2), "x", "-", None))
+    return out
+
+
 def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
     if "error" in scale:
         return [Check("scale scenario", None, "", "runs", False, scale["error"])]
@@ -273,6 +311,7 @@ def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
             _run_note(ceiling),
         )
     ]
+    out.extend(_cpu(ceiling))
     eos = scale.get("ceiling-eos")
     if eos is not None:  # informational: what Kafka's transactions alone cost
         eos_rate = eos.get("rate")
@@ -302,6 +341,7 @@ def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
         note = _run_note(run)
         out.append(Check(f"spaces run, {name} ({label})", rate, "inputs/s", "-", None, note))
         out.extend(_tail(run, "  last aggregate after the last decision"))
+        out.extend(_cpu(run, ceiling))
         ratio = rate / ceiling["rate"] if rate and ceiling.get("rate") else None
         passed = None if "skipped" in run else bool(ratio and ratio >= TARGET_RATIO and not note)
         out.append(
@@ -422,6 +462,9 @@ def sweep_checks(sweep: dict[str, Any]) -> list[Check]:
     ]
     for run in runs:
         out.extend(_tail(run, f"  last aggregate after the last decision, {run['rooms']:,} rooms"))
+        out.extend(
+            replace(check, figure=f"{check.figure}, {run['rooms']:,} rooms") for check in _cpu(run)
+        )
     if len(runs) >= 2:
         small, large = runs[0], runs[-1]
         ok = small.get("status") == "done" and large.get("status") == "done"

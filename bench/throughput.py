@@ -33,6 +33,7 @@ from bench.common import create_topics, delete_topics, isolated, new_suffix
 from bench.context import Context
 from bench.traffic import RoomRef, configurations, mixed, produce
 from bench.watch import Watcher
+from infra import kafka_local
 from schemas.inputs import AnyInput
 
 
@@ -65,6 +66,10 @@ class RunResult:
     usage: dict[str, Any] | None
     duplicates: int
     rss_mib: list[dict[str, Any]] = field(default_factory=list)
+    cpu_s: dict[str, Any] = field(default_factory=dict)
+    """CPU seconds from the first decision to the end of the run: ``by_process`` (the
+    consumer's processes), ``consumer`` (their sum) and ``broker`` (the local broker's;
+    None when it is not ours to read)."""
     stopped: dict[str, Any] = field(default_factory=dict)
     log_tail: str = ""
 
@@ -132,8 +137,21 @@ async def pre_produced(
         for point in rss_at:
             if point <= len(produced.ids):
                 watcher.at(point, sample)
+        # CPU from the first decision on: start-up (imports, migrations) is not per input.
+        at_first: dict[str, Any] = {}
+
+        def first_decided(_: int) -> None:
+            at_first.update(processes=running.cpu_by_process(), broker=broker_cpu_seconds(ctx))
+
+        watcher.at(1, first_decided)
         child.start()
         outcome = await watcher.wait(alive=child.dead, stall_s=ctx.stall_s, max_s=ctx.max_run_s)
+        cpu = cpu_of_run(
+            at_first.get("processes") or {},
+            child.cpu_by_process() or {},
+            at_first.get("broker"),
+            broker_cpu_seconds(ctx),
+        )
         if rss_at:
             rss.append(
                 {
@@ -190,6 +208,7 @@ async def pre_produced(
             usage=usage,
             duplicates=watcher.duplicates,
             rss_mib=rss,
+            cpu_s=cpu,
             stopped=stopped,
             log_tail="" if outcome.status == "done" else child.tail(15),
         )
@@ -200,6 +219,34 @@ async def pre_produced(
         await delete_topics(ctx.base.bootstrap, names)
         if pg_name is not None and ctx.pg is not None:
             await ctx.pg.drop(pg_name)
+
+
+def broker_cpu_seconds(ctx: Context) -> float | None:
+    """CPU seconds so far of the local broker the bench runs against, if it is ours."""
+    try:
+        pid = kafka_local.node_pid(ctx.base)
+    except kafka_local.BrokerError:
+        return None
+    return None if pid is None else children.cpu_seconds(pid)
+
+
+def cpu_of_run(
+    before: dict[str, float],
+    after: dict[str, float],
+    broker_before: float | None,
+    broker_after: float | None,
+) -> dict[str, Any]:
+    """What ``RunResult.cpu_s`` holds: the CPU seconds each process (and the broker) used
+    between two samples (a process started between them counts from its start)."""
+    by_process = {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
+    broker = None
+    if broker_before is not None and broker_after is not None:
+        broker = round(broker_after - broker_before, 2)
+    return {
+        "by_process": by_process,
+        "consumer": round(sum(by_process.values()), 2) if by_process else None,
+        "broker": broker,
+    }
 
 
 def _round(value: float | None, digits: int) -> float | None:

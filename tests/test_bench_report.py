@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from bench.run import _tail
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench.child import Child, cpu_seconds
+from bench.run import _cpu, _tail, cpu_per_input
+from bench.throughput import cpu_of_run
 
 
 def test_the_statistics_tail_is_the_time_from_the_last_decision_to_the_last_aggregate() -> None:
@@ -11,3 +18,70 @@ def test_the_statistics_tail_is_the_time_from_the_last_decision_to_the_last_aggr
     # A run that did not finish, or a ceiling (no aggregates): no row.
     assert _tail({"seconds": None, "decisions_seconds": 14.8}, "tail") == []
     assert _tail({"seconds": 5.0}, "tail") == []
+
+
+def test_cpu_rows_give_microseconds_per_input_by_process_and_against_the_ceiling() -> None:
+    run = {
+        "status": "done",
+        "inputs": 100_000,
+        "cpu_s": {
+            "by_process": {
+                "11 --log-level INFO": 0.0,
+                "12 --only statistics": 12.5,
+                "13 --only authority,relay,clock": 8.0,
+            },
+            "consumer": 20.5,
+            "broker": 3.0,
+        },
+    }
+    ceiling = {
+        "status": "done",
+        "target": "ceiling",
+        "inputs": 100_000,
+        "cpu_s": {"by_process": {"7 --output decisions-x": 5.125}, "consumer": 5.125},
+    }
+    per_input, ratio = _cpu(run, ceiling)
+    assert (per_input.value, per_input.unit, per_input.passed) == (205.0, "us", None)
+    # An idle supervisor (under 1 us per input) is left out of the breakdown.
+    assert per_input.note == "statistics 125; authority,relay,clock 80; broker 30"
+    assert (ratio.value, ratio.unit) == (4.0, "x")
+    assert cpu_per_input(ceiling) == 51.2
+    assert _cpu(ceiling)[0].note == "ceiling 51"  # one process: named by what it is
+    # Not finished, or not measured: no row (a partial run's CPU is not per input).
+    assert _cpu({**run, "status": "stalled"}) == []
+    assert _cpu({"status": "done", "inputs": 10}) == []
+
+
+def test_cpu_of_run_counts_from_the_first_sample_and_a_process_started_since_from_zero() -> None:
+    before = {"1 supervisor": 1.0, "2 authority": 2.5}
+    after = {"1 supervisor": 1.25, "2 authority": 10.5, "3 statistics": 4.0}
+    cpu = cpu_of_run(before, after, 100.0, 103.5)
+    assert cpu == {
+        "by_process": {"1 supervisor": 0.25, "2 authority": 8.0, "3 statistics": 4.0},
+        "consumer": 12.25,
+        "broker": 3.5,
+    }
+    assert cpu_of_run({}, {}, None, 5.0) == {"by_process": {}, "consumer": None, "broker": None}
+
+
+def test_a_child_reports_the_cpu_its_processes_really_used(tmp_path: Path) -> None:
+    busy = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+    child = Child(
+        "burner",
+        [sys.executable, "-c", busy + "time.sleep(30)"],
+        tmp_path,
+        dict(os.environ),
+        tmp_path / "burner.log",
+    )
+    child.start()
+    try:
+        deadline = time.monotonic() + 20
+        used = 0.0
+        while time.monotonic() < deadline and used < 0.3:
+            used = sum((child.cpu_by_process() or {}).values())
+            time.sleep(0.05)
+        assert 0.3 <= used < 5
+    finally:
+        child.stop()
+    assert child.cpu_by_process() is None  # stopped: nothing to read
+    assert cpu_seconds(child.pid) is None

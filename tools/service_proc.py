@@ -1,6 +1,7 @@
 """What the profiling tools read of a running `spaces run`: its processes' CPU, its /metrics."""
-import os
 import urllib.request
+
+from bench import child
 
 
 def children(pid: int) -> list[str]:
@@ -9,9 +10,8 @@ def children(pid: int) -> list[str]:
 
 
 def cpu_seconds(pid: str) -> float:
-    """User + system CPU seconds the process has used."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds the process has used (0 if it is gone)."""
+    return child.cpu_seconds(int(pid)) or 0.0
 
 
 def metric_lines(port: int, keep) -> list[str]:
