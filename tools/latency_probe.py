@@ -64,7 +64,7 @@ async def main():
     # The relay's transactions and the consumers' batches, from the service's /metrics.
     wanted = ("spaces_outbox_transaction_seconds_", "spaces_batch_seconds_", "spaces_sqlite_writer_lock_wait_seconds_")
     for port in (8331, 8332):
-        for line in metric_lines(port, lambda line: line.startswith(wanted) and ("_bucket" not in line or any(f'le="{le}"' in line for le in ("0.01", "0.025", "0.05")))):
+        for line in metric_lines(port, lambda line: line.startswith(wanted) and ("_bucket" not in line or any(f'le="{le}"' in line for le in ("0.01", "0.025", "0.05", "0.1", "0.25")))):
             print(f"  {port} {line}")
     proc.terminate(); proc.wait(30)
     from bench.common import delete_topics
