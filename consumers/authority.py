@@ -271,6 +271,9 @@ class RoomAuthority:
     def settled(self) -> bool:
         return True
 
+    def more_to_write(self) -> bool:
+        return False
+
     def revoked(self) -> None:
         self.forget(everything=True)
 

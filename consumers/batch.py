@@ -341,6 +341,14 @@ class EffectivelyOnceLoop:
         return behind
 
     async def _decide(self, records: Sequence[Record]) -> None:
+        """Decide and commit ``records``, then the writes the handler left for more
+        transactions (:meth:`Handler.more_to_write`), before anything else is read."""
+        await self._decide_batch(records)
+        while self.handler.more_to_write():
+            await asyncio.sleep(0)  # between two transactions: the heartbeat, the relay
+            await self._decide_batch([])
+
+    async def _decide_batch(self, records: Sequence[Record]) -> None:
         """Decide and commit ``records`` in one transaction, whatever one of them holds.
 
         A record whose decision raises is dead-lettered with the reason and the batch

@@ -44,6 +44,12 @@ log = logging.getLogger(__name__)
 
 UsageState = RoomUsage | CenterUsage
 CLOSE_ATTEMPTS = 5
+AGGREGATES_PER_TRANSACTION = 250
+"""Aggregates one transaction writes at most: the rest of a publishing go in the next
+transactions, at once (``more_to_write``). One transaction with every aggregate of a
+backlog held SQLite's writer long enough (longer when this process yields the CPU,
+``statistics_nice``) for the kiosk's decisions waiting behind it to show as spikes
+every ``statistics_publish_interval_ms`` (``tools/latency_probe.py``, ``TIMELINE=1``)."""
 
 
 def scope_id(scope: str, ident: str) -> str:
@@ -101,7 +107,12 @@ class UsageStatistics:
         self.unpublished: set[tuple[str, str | None]] = set()
         """``pending`` of the committed batches since the last publishing one."""
         self.unsaved_positions: dict[tuple[str, int], int] = {}
-        """Positions of committed batches, stored with the next publishing batch."""
+        """Positions of committed batches, stored with the last aggregate published."""
+        self.left: set[tuple[str, str]] = set()
+        """(scope id, month) of the aggregates the publishing batch in flight leaves for
+        the next transactions (over ``AGGREGATES_PER_TRANSACTION``)."""
+        self.draining = False
+        """Whether the last batch committed left aggregates for more transactions."""
 
     def parse(self, record: Record) -> AnyDecision | str:
         # Every record of a batch is parsed (or dead-lettered as poison): where the
@@ -211,23 +222,35 @@ class UsageStatistics:
         if not self.publishing:
             return
         now = self.clock()
-        aggregates: dict[str, UsageMonthly] = {}
+        due: dict[str, tuple[str, str]] = {}
         for sid, wanted in self.unpublished | self.pending:
-            state = self._state(sid)
-            for month in state.months if wanted is None else (wanted,):
-                aggregates[_usage_key(sid, month)] = state.aggregate(month, now)
-        # Each changed aggregate once, as the batches left it.
-        await write_aggregates(uow, self.settings, dict(sorted(aggregates.items())))
-        uow.save_positions({**self.unsaved_positions, **self.positions})
+            for month in self._state(sid).months if wanted is None else (wanted,):
+                due[_usage_key(sid, month)] = (sid, month)
+        # Each changed aggregate once, as the batches left it; a few hundred per
+        # transaction, and the positions with the last of them.
+        keys = sorted(due)
+        now_keys = keys[:AGGREGATES_PER_TRANSACTION]
+        self.left = {due[key] for key in keys[AGGREGATES_PER_TRANSACTION:]}
+        aggregates = {key: self._state(due[key][0]).aggregate(due[key][1], now) for key in now_keys}
+        await write_aggregates(uow, self.settings, aggregates)
+        if not self.left:
+            uow.save_positions({**self.unsaved_positions, **self.positions})
 
     def settled(self) -> bool:
         return not (self.unpublished or self.unsaved_positions)
 
+    def more_to_write(self) -> bool:
+        return self.draining
+
     def committed(self) -> None:
-        if self.publishing:
+        self.draining = bool(self.left)
+        if self.publishing and not self.left:
             self.unpublished.clear()
             self.unsaved_positions.clear()
             self.last_published = time.monotonic()
+        elif self.publishing:  # the rest goes in the next transactions (``more_to_write``)
+            self.unpublished = set[tuple[str, str | None]](self.left)
+            self.unsaved_positions.update(self.positions)
         else:
             self.unpublished |= self.pending
             self.unsaved_positions.update(self.positions)
@@ -254,6 +277,7 @@ class UsageStatistics:
         self.forget(everything=True)
         self.unpublished.clear()
         self.unsaved_positions.clear()
+        self.draining = False
         METRICS.set("usage_aggregates_unpublished", 0)
 
     def _end_batch(self) -> None:
@@ -262,6 +286,7 @@ class UsageStatistics:
         self.touched_centers.clear()
         self.changed.clear()
         self.pending.clear()
+        self.left = set()
         self.publishing = False
 
     def _state(self, sid: str) -> UsageState:

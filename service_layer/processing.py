@@ -94,6 +94,12 @@ class Handler(Protocol[Event]):
         asks for everything due to be published.
         """
 
+    def more_to_write(self) -> bool:
+        """Whether the batch just committed left writes for more transactions, which the
+        loop makes at once, each a batch without records: a consumer keeps each of its
+        transactions short where one writer at a time is allowed (SQLite), so the others'
+        batches (the kiosk path) do not wait long for it."""
+
     def forget(self, *, everything: bool) -> None:
         """Drop states the batch touched (rolled back), or every state kept (to read
         them again after a database error)."""

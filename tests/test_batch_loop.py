@@ -123,6 +123,9 @@ class ListHandler:
     def settled(self) -> bool:
         return True
 
+    def more_to_write(self) -> bool:
+        return False
+
     def forget(self, *, everything: bool) -> None:
         self.forgotten.append(everything)
 
@@ -279,3 +282,42 @@ async def test_a_revoke_publishes_what_was_held_back_before_giving_the_partition
     # second batch's went when the loop was next idle.
     assert consumer.committed == {TP: 20}
     assert handler.handled[:10] == list(range(10))
+
+
+class ChunkingHandler(ListHandler):
+    """Like the statistics publishing a backlog: the batch of records leaves ``chunks``
+    more transactions, each a batch without records; notes when each came."""
+
+    def __init__(self, consumer: ScriptedConsumer, chunks: int) -> None:
+        super().__init__()
+        self.consumer = consumer
+        self.left = chunks
+        self.writing = False
+        self.follow_ups: list[tuple[int, int]] = []
+        """(polls so far, records handled so far) at each batch without records."""
+
+    async def load(self, uow: UnitOfWork, events: Sequence[int]) -> None:
+        if not events:
+            self.follow_ups.append((len(self.consumer.timeouts), len(self.handled)))
+            uow.publish("out", "r", {"offset": -1})
+            self.left -= 1
+        self.writing = self.left > 0
+
+    def more_to_write(self) -> bool:
+        return self.writing
+
+
+async def test_writes_left_for_more_transactions_are_made_before_the_next_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer = ScriptedConsumer([records(0, 5), records(5, 5)])
+    handler = ChunkingHandler(consumer, chunks=3)
+    db = await run_loop(tmp_path, monkeypatch, consumer, handler, calls=3)
+    async with db.session() as session:
+        outputs = list(await session.scalars(select(OutboxRow.value).order_by(OutboxRow.id)))
+    await db.dispose()
+    # After the first batch (polled once, 5 handled): three transactions, one after the
+    # other, before the second fetch; none after the second batch (nothing left).
+    assert handler.follow_ups == [(1, 5), (1, 5), (1, 5)]
+    assert [eval_offset(v) for v in outputs] == [0, 1, 2, 3, 4, -1, -1, -1, 5, 6, 7, 8, 9]
+    assert consumer.committed == {TP: 10}

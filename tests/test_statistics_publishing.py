@@ -13,8 +13,10 @@ import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
+import consumers.statistics as statistics_module
 from consumers.statistics import UsageStatistics
 from infra.db import ConsumerPositionRow, Database, OutboxRow
 from infra.settings import Settings
@@ -114,6 +116,8 @@ async def reference(tmp_path: object, records: list[Rec]) -> dict[str, dict[str,
         statistics = UsageStatistics(settings_for(url, 0))
         for start in range(0, len(records), 3):
             await fold(db, statistics, records[start : start + 3])
+            while statistics.more_to_write():  # as the loop does
+                await fold(db, statistics, [])
             assert statistics.settled()
         return latest(await aggregates(db, statistics.settings.topics.usage_monthly))
     finally:
@@ -190,3 +194,56 @@ async def test_publishing_every_batch_when_the_interval_is_0(
     await fold(db, statistics, records[:3])
     assert statistics.settled()
     assert len(await aggregates(db, statistics.settings.topics.usage_monthly)) == 3 + 1
+
+
+async def test_a_large_publishing_goes_in_short_transactions_and_the_positions_with_the_last(
+    db: Database, database_url: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So that one writer at a time (SQLite) is not held long by the statistics: the kiosk
+    path's batches wait for each short transaction, not for all of them."""
+    monkeypatch.setattr(statistics_module, "AGGREGATES_PER_TRANSACTION", 2)
+    records = decision_records()
+    statistics = UsageStatistics(settings_for(database_url, 60_000))
+    topic = statistics.settings.topics.usage_monthly
+    await fold_in_threes(db, statistics, records)
+    assert not statistics.more_to_write()  # nothing published inside the interval
+    written = []
+    await fold(db, statistics, [])  # the loop, idle: publishes the 5 aggregates
+    written.append(len(await aggregates(db, topic)))
+    while statistics.more_to_write():  # as the loop does, at once
+        assert not statistics.settled()  # no offset goes to Kafka before the last one
+        assert await stored_position(db) is None
+        await fold(db, statistics, [])
+        written.append(len(await aggregates(db, topic)))
+    assert written == [2, 4, 5]
+    assert statistics.settled()
+    assert await stored_position(db) == len(records)
+    sent = await aggregates(db, topic)
+    assert len({key for key, _ in sent}) == len(sent)  # each once
+    assert latest(sent) == await reference(tmp_path, records)
+
+
+async def test_a_crash_between_the_transactions_of_a_publishing_sends_the_rest_later(
+    db: Database, database_url: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(statistics_module, "AGGREGATES_PER_TRANSACTION", 2)
+    records = decision_records()
+    first = UsageStatistics(settings_for(database_url, 60_000))
+    topic = first.settings.topics.usage_monthly
+    await fold_in_threes(db, first, records)
+    await fold(db, first, [])
+    assert first.more_to_write() and len(await aggregates(db, topic)) == 2
+    # The process dies with 3 aggregates unwritten and no offset committed: its successor
+    # reads every decision again, counts none twice, and publishes every aggregate.
+    second = UsageStatistics(settings_for(database_url, 60_000))
+    await fold_in_threes(db, second, records)
+    await fold(db, second, [])
+    while second.more_to_write():
+        await fold(db, second, [])
+    assert second.settled()
+    assert latest(await aggregates(db, topic)) == await reference(tmp_path, records)
+
+
+async def stored_position(db: Database) -> int | None:
+    async with db.session() as session:
+        return await session.scalar(select(ConsumerPositionRow.next_offset))
