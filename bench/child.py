@@ -121,20 +121,15 @@ class Child:
     def cpu_by_process(self) -> dict[str, float] | None:
         """CPU seconds (user + system) so far of the child and each descendant, by ``pid
         command line``: where the cores went, steadier from run to run than a rate."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        out: dict[str, float] = {}
-        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                name = " ".join(a.decode(errors="replace") for a in args[-3:] if a)
-                seconds = cpu_seconds(pid)
-                if seconds is not None:
-                    out[f"{pid} {name}"] = round(seconds, 2)
-        return out
+        return self._by_process(lambda pid: _rounded(cpu_seconds(pid), 2))
 
     def rss_by_process(self) -> dict[str, float] | None:
         """VmRSS in MiB of the child and each descendant, by ``pid command line``."""
+        return self._by_process(lambda pid: _rounded(rss_mib_of(pid), 1))
+
+    def _by_process(self, read: Callable[[int], float | None]) -> dict[str, float] | None:
+        """``read(pid)`` of the child and each descendant (those it has a figure for), by
+        ``pid command line``; None once the child has ended."""
         if self.proc is None or self.proc.poll() is not None:
             return None
         out: dict[str, float] = {}
@@ -142,10 +137,26 @@ class Child:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
                 name = " ".join(a.decode(errors="replace") for a in args[-3:] if a)
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        out[f"{pid} {name}"] = round(int(line.split()[1]) / 1024, 1)
+                value = read(pid)
+                if value is not None:
+                    out[f"{pid} {name}"] = value
         return out
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def rss_mib_of(pid: int) -> float | None:
+    """VmRSS of ``pid`` in MiB (``/proc/<pid>/status``), None if it is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return None
 
 
 def cpu_seconds(pid: int) -> float | None:

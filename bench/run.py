@@ -278,8 +278,10 @@ def _cpu(run: dict[str, Any], ceiling: dict[str, Any] | None = None) -> list[Che
     processes = cpu.get("by_process", {})
 
     def role(name: str) -> str:  # "123 --only statistics" -> "statistics"
-        if len(processes) == 1 or "--only " not in name:
+        if len(processes) == 1:
             return str(run.get("target", name))
+        if "--only " not in name:
+            return "supervisor"  # ``spaces run`` starting one process per role
         return name.split("--only ", 1)[1]
 
     parts = [

@@ -26,11 +26,11 @@ def test_cpu_rows_give_microseconds_per_input_by_process_and_against_the_ceiling
         "inputs": 100_000,
         "cpu_s": {
             "by_process": {
-                "11 --log-level INFO": 0.0,
+                "11 --log-level INFO": 0.2,
                 "12 --only statistics": 12.5,
                 "13 --only authority,relay,clock": 8.0,
             },
-            "consumer": 20.5,
+            "consumer": 20.7,
             "broker": 3.0,
         },
     }
@@ -41,10 +41,12 @@ def test_cpu_rows_give_microseconds_per_input_by_process_and_against_the_ceiling
         "cpu_s": {"by_process": {"7 --output decisions-x": 5.125}, "consumer": 5.125},
     }
     per_input, ratio = _cpu(run, ceiling)
-    assert (per_input.value, per_input.unit, per_input.passed) == (205.0, "us", None)
-    # An idle supervisor (under 1 us per input) is left out of the breakdown.
-    assert per_input.note == "statistics 125; authority,relay,clock 80; broker 30"
-    assert (ratio.value, ratio.unit) == (4.0, "x")
+    assert (per_input.value, per_input.unit, per_input.passed) == (207.0, "us", None)
+    assert per_input.note == "supervisor 2; statistics 125; authority,relay,clock 80; broker 30"
+    idle = {**run["cpu_s"], "by_process": {**run["cpu_s"]["by_process"], "11 --log-level INFO": 0}}
+    # A process under 1 us per input (an idle supervisor) is left out of the breakdown.
+    assert _cpu({**run, "cpu_s": idle})[0].note.startswith("statistics 125;")
+    assert (ratio.value, ratio.unit) == (4.04, "x")
     assert cpu_per_input(ceiling) == 51.2
     assert _cpu(ceiling)[0].note == "ceiling 51"  # one process: named by what it is
     # Not finished, or not measured: no row (a partial run's CPU is not per input).
@@ -81,7 +83,11 @@ def test_a_child_reports_the_cpu_its_processes_really_used(tmp_path: Path) -> No
             used = sum((child.cpu_by_process() or {}).values())
             time.sleep(0.05)
         assert 0.3 <= used < 5
+        rss = child.rss_by_process() or {}
+        assert rss.keys() == (child.cpu_by_process() or {}).keys()  # the same processes
+        assert all(1 < mib < 500 for mib in rss.values())  # an interpreter's few MiB
     finally:
         child.stop()
     assert child.cpu_by_process() is None  # stopped: nothing to read
+    assert child.rss_by_process() is None
     assert cpu_seconds(child.pid) is None
