@@ -284,11 +284,10 @@ def _cpu(run: dict[str, Any], ceiling: dict[str, Any] | None = None) -> list[Che
             return "supervisor"  # ``spaces run`` starting one process per role
         return name.split("--only ", 1)[1]
 
-    parts = [
-        f"{role(name)} {seconds / run['inputs'] * 1e6:.0f}"
-        for name, seconds in sorted(processes.items())
-        if seconds / run["inputs"] * 1e6 >= 1
-    ]
+    per_input = {
+        role(name): seconds / run["inputs"] * 1e6 for name, seconds in sorted(processes.items())
+    }
+    parts = [f"{name} {us:.0f}" for name, us in per_input.items() if us >= 1]
     if cpu.get("broker") is not None:
         parts.append(f"broker {cpu['broker'] / run['inputs'] * 1e6:.0f}")
     out = [Check("  CPU per input (its processes)", mine, "us", "-", None, "; ".join(parts))]

@@ -11,18 +11,17 @@ how far the statistics trail the room authority during a run.
 import re
 import sys
 import time
-import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.service_proc import metric_lines
 
 END = time.time() + (float(sys.argv[1]) if len(sys.argv) > 1 else 30)
 
 
 def scrape(port: int) -> str:
-    try:
-        return (
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=0.5).read().decode()
-        )
-    except OSError:
-        return ""
+    return "\n".join(metric_lines(port, lambda line: True, timeout=0.5))
 
 
 def value(text: str, pattern: str) -> float:

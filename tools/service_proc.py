@@ -14,10 +14,11 @@ def cpu_seconds(pid: str) -> float:
     return child.cpu_seconds(int(pid)) or 0.0
 
 
-def metric_lines(port: int, keep) -> list[str]:
-    """The lines of the /metrics served on ``port`` that ``keep`` wants ([] if none answers)."""
+def metric_lines(port: int, keep, timeout: float = 2.0) -> list[str]:
+    """The lines of the /metrics served on ``port`` that ``keep`` wants ([] if none answers
+    within ``timeout`` seconds)."""
     try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout).read().decode()
     except OSError:
         return []
     return [line for line in text.splitlines() if keep(line)]
