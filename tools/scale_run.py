@@ -113,7 +113,7 @@ async def main():
         p.send_signal(2); p.wait()
     proc.terminate(); proc.wait(30)
     end = max(last or 0, lastu or 0)
-    print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s rss={rss}kB wall={time.time()-t0:.0f}s")
+    print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s last-aggregate-after-last-decision={((lastu or 0)-last)/1000:.1f}s rss={rss}kB wall={time.time()-t0:.0f}s")
     if os.environ.get("STATS_AFTER"):
         await statistics_alone(s, env, topics, want)
     from bench.common import delete_topics
