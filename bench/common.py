@@ -284,7 +284,33 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "sqlite": sqlite3.sqlite_version,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "other_service_processes": other_service_processes(),
     }
+
+
+SERVING = (["run"], ["demo"])
+"""The ``spaces`` commands that keep processes running."""
+
+
+def other_service_processes() -> list[str]:
+    """``pid: command`` of each ``spaces`` service process already running (a ``spaces run``
+    or a demo left behind): it takes CPU from every run measured, so the figures are not
+    this machine's. One left running by a crashed profiling run cost a session its
+    measurements for an hour before anyone saw it."""
+    found: list[str] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if any(
+            Path(part).name in ("spaces", "entrypoints.cli") and argv[i + 1 : i + 2] in SERVING
+            for i, part in enumerate(argv)
+        ):
+            found.append(f"{entry.name}: {' '.join(part for part in argv if part)[:120]}")
+    return sorted(found, key=lambda line: int(line.split(":", 1)[0]))
 
 
 def git_revision(path: Path) -> dict[str, Any] | None:

@@ -546,6 +546,10 @@ def render(report: dict[str, Any]) -> str:
         f"bench: {report['command']}",
         f"  {report['date']}, {m['nproc']} cores ({m['cpu']}), Python {m['python']}, "
         f"SQLite {m['sqlite']}, load {m['loadavg_at_start']}",
+        *(
+            f"  WARNING: a spaces service was already running, and took CPU from every run: {p}"
+            for p in m.get("other_service_processes") or ()
+        ),
         f"  broker {report['broker']['bootstrap']} ({report['broker']['note']})",
         f"  service measured: {report['service_cwd']} at {_commit(service)}"
         f"{' (only ' + report['service_parts'] + ')' if report.get('service_parts') else ''}; "

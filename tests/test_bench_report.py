@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from bench.child import Child, cpu_seconds
-from bench.run import _cpu, _tail, cpu_per_input
+from bench.common import other_service_processes
+from bench.run import _cpu, _tail, cpu_per_input, render
 from bench.throughput import cpu_of_run
 
 
@@ -91,3 +93,46 @@ def test_a_child_reports_the_cpu_its_processes_really_used(tmp_path: Path) -> No
     assert child.cpu_by_process() is None  # stopped: nothing to read
     assert child.rss_by_process() is None
     assert cpu_seconds(child.pid) is None
+
+
+def test_a_service_left_running_is_named_in_the_report_header() -> None:
+    # Processes whose command lines look like a service left behind, and one that is not.
+    sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
+    commands = {
+        "run": [*sleep, "-m", "entrypoints.cli", "run", "--only", "statistics"],
+        "demo": [*sleep, "/opt/x/.venv/bin/spaces", "demo"],
+        "infra": [*sleep, "/opt/x/.venv/bin/spaces", "infra", "up"],
+    }
+    started = {name: subprocess.Popen(argv) for name, argv in commands.items()}
+    try:
+        time.sleep(0.2)
+        found = {line.split(":", 1)[0] for line in other_service_processes()}
+        assert str(started["run"].pid) in found
+        assert str(started["demo"].pid) in found
+        assert str(started["infra"].pid) not in found  # it keeps nothing running
+        report = {
+            "machine": {
+                "nproc": 2,
+                "cpu": "cpu",
+                "python": "3",
+                "sqlite": "3",
+                "loadavg_at_start": [0, 0, 0],
+                "other_service_processes": other_service_processes(),
+            },
+            "git": {},
+            "command": "bench",
+            "date": "today",
+            "broker": {"bootstrap": "b", "note": "n"},
+            "service_cwd": ".",
+            "checks": [],
+            "output": "bench.json",
+            "elapsed_s": 1,
+        }
+        warnings = [line for line in render(report).splitlines() if "WARNING" in line]
+        assert any(f"{started['run'].pid}: " in line for line in warnings)
+    finally:
+        for process in started.values():
+            process.kill()
+            process.wait()
+    found = {line.split(":", 1)[0] for line in other_service_processes()}
+    assert not found & {str(process.pid) for process in started.values()}

@@ -13,9 +13,10 @@ from infra.kafka import make_producer, encode
 from infra.settings import Settings, Topics
 from producers.client import publish_all, publish_input
 from schemas.inputs import Checkin, Checkout, RoomConfigured
-from tools.service_proc import metric_lines
+from tools.service_proc import metric_lines, refuse_if_serving
 R = int(sys.argv[1]); RATE = int(sys.argv[2]); SECS = int(sys.argv[3]); ONLY = sys.argv[4] if len(sys.argv) > 4 else ""
 async def main():
+    refuse_if_serving()
     sfx = uuid.uuid4().hex[:8]
     topics = Topics(**{n: f"lt-{getattr(Topics(), n)}-{sfx}" for n in Topics.model_fields})
     url = f"sqlite+aiosqlite:////tmp/spaces-scale/{sfx}.db"

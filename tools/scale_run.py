@@ -5,6 +5,8 @@ STATS_AFTER=1 (with PARTS=authority,relay,clock): then runs the statistics alone
 already published, and prints how fast they fold them with the whole machine to themselves.
 Needs the broker on 127.0.0.1:19092 (`spaces infra up`) and, for pg, infra/postgres.sh.
 SPACES_SERVICE_CWD=<checkout> runs that checkout's service (e.g. a worktree of an older commit: the "before").
+EXTRA_STATS=1 starts a second statistics member beside `spaces run` (`spaces run --only statistics`, nice 10,
+/metrics on 8333): Kafka's own scaling of the statistics, on the same two cores.
 """
 import pathlib; pathlib.Path("/tmp/spaces-scale").mkdir(exist_ok=True)
 import asyncio, os, random, subprocess, sys, time, uuid, json
@@ -16,7 +18,7 @@ from infra.kafka_local import ensure_topics
 from infra.settings import Settings, Topics
 from producers.client import publish_all
 from schemas.inputs import Checkin, Checkout, RoomConfigured
-from tools.service_proc import children, cpu_seconds, metric_lines
+from tools.service_proc import children, cpu_seconds, metric_lines, refuse_if_serving
 
 R = int(sys.argv[1]); N = int(sys.argv[2]); DB = sys.argv[3] if len(sys.argv) > 3 else "sqlite"
 PARTS = sys.argv[4] if len(sys.argv) > 4 else ""
@@ -44,6 +46,7 @@ def gen_checkins():
     return ev
 
 async def main():
+    refuse_if_serving()
     base = Settings()
     pass
     sfx = uuid.uuid4().hex[:8]
@@ -65,6 +68,10 @@ async def main():
     log = open(f"/tmp/spaces-scale/{sfx}.log", "w")
     proc = subprocess.Popen(cmd, cwd=os.environ.get("SPACES_SERVICE_CWD", str(__import__("pathlib").Path(__file__).resolve().parents[1])), env=env, stdout=log, stderr=log)
     pspy = None
+    cwd = os.environ.get("SPACES_SERVICE_CWD", str(pathlib.Path(__file__).resolve().parents[1]))
+    extra = None
+    if os.environ.get("EXTRA_STATS"):
+        extra = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "entrypoints.cli", "run", "--only", "statistics"], cwd=cwd, env=dict(env, SPACES_METRICS_PORT="8333"), stdout=log, stderr=log)
     if prof:
         # One py-spy per child of the supervisor (--subprocesses misses children started later).
         await asyncio.sleep(3)
@@ -90,8 +97,11 @@ async def main():
     def statistics_done():
         if PARTS and "statistics" not in PARTS:
             return True
-        seen = dict(line.split(" ", 1) for line in metric_lines(8332, lambda l: l.startswith(("spaces_statistics_records_total", "spaces_usage_aggregates_unpublished"))))
-        return float(seen.get("spaces_statistics_records_total", 0)) >= want and float(seen.get("spaces_usage_aggregates_unpublished", 1)) == 0
+        folded = unpublished = 0.0
+        for port in (8332, 8333) if extra else (8332,):
+            seen = dict(line.split(" ", 1) for line in metric_lines(port, lambda l: l.startswith(("spaces_statistics_records_total", "spaces_usage_aggregates_unpublished"))))
+            folded += float(seen.get("spaces_statistics_records_total", 0)); unpublished += float(seen.get("spaces_usage_aggregates_unpublished", 1))
+        return folded >= want and unpublished == 0
     quiet = time.time(); waited = time.time()
     while time.time() - quiet < 2 or (not statistics_done() and time.time() - waited < 300):
         b = await cons.getmany(timeout_ms=500)
@@ -111,6 +121,9 @@ async def main():
     rss = open(f"/proc/{proc.pid}/status").read().split("VmRSS:")[1].split()[0] if proc.poll() is None else "?"
     for p in pspy or ():
         p.send_signal(2); p.wait()
+    if extra:
+        print("cpu seconds of the second statistics member", round(cpu_seconds(str(extra.pid)), 1), flush=True)
+        extra.terminate(); extra.wait(30)
     proc.terminate(); proc.wait(30)
     end = max(last or 0, lastu or 0)
     print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s last-aggregate-after-last-decision={((lastu or 0)-last)/1000:.1f}s rss={rss}kB wall={time.time()-t0:.0f}s")
@@ -139,6 +152,9 @@ async def statistics_alone(s, env, topics, decisions):
         if first is None: quiet = time.time()
     await cons.stop()
     cpu = sum(cpu_seconds(k) for k in children(proc.pid) or [str(proc.pid)])
+    if extra:
+        print("cpu seconds of the second statistics member", round(cpu_seconds(str(extra.pid)), 1), flush=True)
+        extra.terminate(); extra.wait(30)
     proc.terminate(); proc.wait(30)
     span = (last - first) / 1000 if first else float("nan")
     print(f"statistics alone: {decisions} decisions, first to last aggregate {span:.1f}s = {decisions / span:.0f} decisions/s, {cpu:.1f} CPU s ({cpu / decisions * 1e6:.0f} us/decision incl. start), aggs={n}")

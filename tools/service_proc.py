@@ -1,7 +1,9 @@
 """What the profiling tools read of a running `spaces run`: its processes' CPU, its /metrics."""
+import sys
 import urllib.request
 
 from bench import child
+from bench.common import other_service_processes
 
 
 def children(pid: int) -> list[str]:
@@ -22,3 +24,12 @@ def metric_lines(port: int, keep, timeout: float = 2.0) -> list[str]:
     except OSError:
         return []
     return [line for line in text.splitlines() if keep(line)]
+
+
+def refuse_if_serving(ports=(8331, 8332)) -> None:
+    """Exit if a service already answers on the ports the tools read /metrics from: its
+    figures would be taken for the run's (a `spaces run` left behind by a crashed tool run
+    once made `tools/scale_run.py` stop reading before the statistics had finished)."""
+    busy = [port for port in ports if metric_lines(port, lambda line: True, timeout=0.5)]
+    if busy:
+        sys.exit(f"a spaces service already serves /metrics on {busy}; stop it first: {other_service_processes()}")
