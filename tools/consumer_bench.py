@@ -6,7 +6,7 @@ The bench's mixed traffic (``bench.throughput.scenario_inputs``) goes through th
 service layer, unit of work and SQLite, as the consumer loop calls them: the room
 authority in batches of ``SPACES_BATCH_MAX_RECORDS`` (1,000) inputs, then the statistics
 over the decisions it wrote to the outbox, in batches of
-``SPACES_STATISTICS_BATCH_MAX_RECORDS`` (2,000). It prints the CPU time of each pass per
+``SPACES_STATISTICS_BATCH_MAX_RECORDS`` (4,000). It prints the CPU time of each pass per
 input (``time.process_time``: SQLite's work included, no waits, no Kafka, no relay), best
 of 3 runs on fresh database files, with the service's cycle collector settings
 (``SPACES_GC_THRESHOLDS``). Steadier than ``tools/scale_run.py`` on a shared
