@@ -13,7 +13,7 @@ from infra.kafka import make_producer, encode
 from infra.settings import Settings, Topics
 from producers.client import publish_all, publish_input
 from schemas.inputs import Checkin, Checkout, RoomConfigured
-from tools.service_proc import metric_lines, refuse_if_serving
+from tools.service_proc import metric_lines, refuse_if_serving, stop_at_exit
 R = int(sys.argv[1]); RATE = int(sys.argv[2]); SECS = int(sys.argv[3]); ONLY = sys.argv[4] if len(sys.argv) > 4 else ""
 async def main():
     refuse_if_serving()
@@ -29,7 +29,7 @@ async def main():
                SPACES_AUTHORITY_GROUP=f"a{sfx}", SPACES_STATISTICS_GROUP=f"s{sfx}",
                **{f"SPACES_TOPIC_{n.upper()}": getattr(topics, n) for n in Topics.model_fields})
     cmd = [sys.executable, "-m", "entrypoints.cli", "run"] + (["--only", ONLY] if ONLY else [])
-    proc = subprocess.Popen(cmd, cwd=os.environ.get("SPACES_SERVICE_CWD", str(__import__("pathlib").Path(__file__).resolve().parents[1])), env=env, stdout=open(f"/tmp/spaces-scale/{sfx}.log","w"), stderr=subprocess.STDOUT)
+    proc = stop_at_exit(subprocess.Popen(cmd, cwd=os.environ.get("SPACES_SERVICE_CWD", str(__import__("pathlib").Path(__file__).resolve().parents[1])), env=env, stdout=open(f"/tmp/spaces-scale/{sfx}.log","w"), stderr=subprocess.STDOUT))
     cons = AIOKafkaConsumer(topics.decisions, bootstrap_servers=s.bootstrap, auto_offset_reset="latest", isolation_level="read_committed")
     await cons.start()
     # wait for configured decisions

@@ -18,7 +18,7 @@ from infra.kafka_local import ensure_topics
 from infra.settings import Settings, Topics
 from producers.client import publish_all
 from schemas.inputs import Checkin, Checkout, RoomConfigured
-from tools.service_proc import children, cpu_seconds, metric_lines, refuse_if_serving
+from tools.service_proc import children, cpu_seconds, metric_lines, refuse_if_serving, stop_at_exit
 
 R = int(sys.argv[1]); N = int(sys.argv[2]); DB = sys.argv[3] if len(sys.argv) > 3 else "sqlite"
 PARTS = sys.argv[4] if len(sys.argv) > 4 else ""
@@ -66,12 +66,12 @@ async def main():
     cmd = [sys.executable, "-m", "entrypoints.cli", "run"] + (["--only", PARTS] if PARTS else [])
     prof = os.environ.get("PROFILE")
     log = open(f"/tmp/spaces-scale/{sfx}.log", "w")
-    proc = subprocess.Popen(cmd, cwd=os.environ.get("SPACES_SERVICE_CWD", str(__import__("pathlib").Path(__file__).resolve().parents[1])), env=env, stdout=log, stderr=log)
+    proc = stop_at_exit(subprocess.Popen(cmd, cwd=os.environ.get("SPACES_SERVICE_CWD", str(__import__("pathlib").Path(__file__).resolve().parents[1])), env=env, stdout=log, stderr=log))
     pspy = None
     cwd = os.environ.get("SPACES_SERVICE_CWD", str(pathlib.Path(__file__).resolve().parents[1]))
     extra = None
     if os.environ.get("EXTRA_STATS"):
-        extra = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "entrypoints.cli", "run", "--only", "statistics"], cwd=cwd, env=dict(env, SPACES_METRICS_PORT="8333"), stdout=log, stderr=log)
+        extra = stop_at_exit(subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "entrypoints.cli", "run", "--only", "statistics"], cwd=cwd, env=dict(env, SPACES_METRICS_PORT="8333"), stdout=log, stderr=log))
     if prof:
         # One py-spy per child of the supervisor (--subprocesses misses children started later).
         await asyncio.sleep(3)
@@ -142,7 +142,7 @@ async def statistics_alone(s, env, topics, decisions):
     await cons.seek_to_end()
     log = open(f"/tmp/spaces-scale/stats-alone-{os.getpid()}.log", "w")
     cwd = os.environ.get("SPACES_SERVICE_CWD", str(pathlib.Path(__file__).resolve().parents[1]))
-    proc = subprocess.Popen([sys.executable, "-m", "entrypoints.cli", "run", "--only", "statistics,relay"], cwd=cwd, env=env, stdout=log, stderr=log)
+    proc = stop_at_exit(subprocess.Popen([sys.executable, "-m", "entrypoints.cli", "run", "--only", "statistics,relay"], cwd=cwd, env=env, stdout=log, stderr=log))
     first = last = None; n = 0; quiet = time.time(); t0 = time.time()
     while time.time() - quiet < 5 and time.time() - t0 < 300:
         b = await cons.getmany(timeout_ms=500)

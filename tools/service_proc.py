@@ -1,4 +1,6 @@
 """What the profiling tools read of a running `spaces run`: its processes' CPU, its /metrics."""
+import atexit
+import subprocess
 import sys
 import urllib.request
 
@@ -33,3 +35,20 @@ def refuse_if_serving(ports=(8331, 8332)) -> None:
     busy = [port for port in ports if metric_lines(port, lambda line: True, timeout=0.5)]
     if busy:
         sys.exit(f"a spaces service already serves /metrics on {busy}; stop it first: {other_service_processes()}")
+
+
+def stop_at_exit(process: subprocess.Popen) -> subprocess.Popen:
+    """Terminate ``process`` when this tool exits, however it exits short of SIGKILL: a tool
+    that died on an error left its `spaces run` running, and it took CPU from every later
+    measurement."""
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    atexit.register(stop)
+    return process
