@@ -66,9 +66,9 @@ async def main():
     cmd = [sys.executable, "-m", "entrypoints.cli", "run"] + (["--only", PARTS] if PARTS else [])
     prof = os.environ.get("PROFILE")
     log = open(f"/tmp/spaces-scale/{sfx}.log", "w")
-    proc = stop_at_exit(subprocess.Popen(cmd, cwd=os.environ.get("SPACES_SERVICE_CWD", str(__import__("pathlib").Path(__file__).resolve().parents[1])), env=env, stdout=log, stderr=log))
-    pspy = None
     cwd = os.environ.get("SPACES_SERVICE_CWD", str(pathlib.Path(__file__).resolve().parents[1]))
+    proc = stop_at_exit(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=log))
+    pspy = None
     extra = None
     if os.environ.get("EXTRA_STATS"):
         extra = stop_at_exit(subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "entrypoints.cli", "run", "--only", "statistics"], cwd=cwd, env=dict(env, SPACES_METRICS_PORT="8333"), stdout=log, stderr=log))
@@ -126,7 +126,8 @@ async def main():
         extra.terminate(); extra.wait(30)
     proc.terminate(); proc.wait(30)
     end = max(last or 0, lastu or 0)
-    print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s last-aggregate-after-last-decision={((lastu or 0)-last)/1000:.1f}s rss={rss}kB wall={time.time()-t0:.0f}s")
+    tail = f"{(lastu - last) / 1000:.1f}s" if lastu else "-"  # no aggregates without the statistics
+    print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s last-aggregate-after-last-decision={tail} rss={rss}kB wall={time.time()-t0:.0f}s")
     if os.environ.get("STATS_AFTER"):
         await statistics_alone(s, env, topics, want)
     from bench.common import delete_topics
@@ -152,9 +153,6 @@ async def statistics_alone(s, env, topics, decisions):
         if first is None: quiet = time.time()
     await cons.stop()
     cpu = sum(cpu_seconds(k) for k in children(proc.pid) or [str(proc.pid)])
-    if extra:
-        print("cpu seconds of the second statistics member", round(cpu_seconds(str(extra.pid)), 1), flush=True)
-        extra.terminate(); extra.wait(30)
     proc.terminate(); proc.wait(30)
     span = (last - first) / 1000 if first else float("nan")
     print(f"statistics alone: {decisions} decisions, first to last aggregate {span:.1f}s = {decisions / span:.0f} decisions/s, {cpu:.1f} CPU s ({cpu / decisions * 1e6:.0f} us/decision incl. start), aggs={n}")
