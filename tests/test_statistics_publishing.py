@@ -10,14 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
 import consumers.statistics as statistics_module
-from consumers.statistics import UsageStatistics
+from consumers.statistics import UsageStatistics, close_months
 from infra.db import ConsumerPositionRow, Database, OutboxRow
 from infra.settings import Settings
 from schemas.decisions import CheckinAdmitted, CheckinDenied, Decision, RoomConfiguredDecision
@@ -242,6 +242,29 @@ async def test_a_crash_between_the_transactions_of_a_publishing_sends_the_rest_l
         await fold(db, second, [])
     assert second.settled()
     assert latest(await aggregates(db, topic)) == await reference(tmp_path, records)
+
+
+async def test_a_month_closed_between_the_transactions_of_a_publishing_stays_closed(
+    db: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each transaction of a publishing checks the stored versions of the states it
+    publishes (only those), so a room or center the month close wrote after the first
+    transaction is read again: no aggregate goes out older than the close's final one."""
+    monkeypatch.setattr(statistics_module, "AGGREGATES_PER_TRANSACTION", 2)
+    records = decision_records()
+    statistics = UsageStatistics(settings_for(database_url, 60_000))
+    topic = statistics.settings.topics.usage_monthly
+    await fold_in_threes(db, statistics, records)
+    await fold(db, statistics, [])  # the loop, idle: 2 of the 5 aggregates
+    assert statistics.more_to_write() and len(await aggregates(db, topic)) == 2
+    closed_at = datetime(2026, 12, 2, tzinfo=UTC)
+    assert await close_months(statistics.settings, db, "2026-11", closed_at) == 5
+    while statistics.more_to_write():
+        await fold(db, statistics, [])
+    assert statistics.settled()
+    sent = latest(await aggregates(db, topic))
+    assert len(sent) == 4 + 1
+    assert {key for key, value in sent.items() if not value["final"]} == set()
 
 
 async def stored_position(db: Database) -> int | None:
