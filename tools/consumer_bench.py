@@ -73,11 +73,22 @@ async def consume(
         async with db.unit_of_work(handler.group) as uow:
             await process_batch(uow, db.settings, handler, chunk, {})
         handler.committed()
+        await write_the_rest(db, handler)
     if not handler.settled():  # as the loop does when idle: publish what was held back
         async with db.unit_of_work(handler.group) as uow:
             await process_batch(uow, db.settings, handler, [], {})
         handler.committed()
+        await write_the_rest(db, handler)
     return time.process_time() - began
+
+
+async def write_the_rest(db: Database, handler: Handler[Any]) -> None:
+    """The transactions a batch left for more (a publishing over 250 aggregates), as the
+    loop makes them (``EffectivelyOnceLoop._decide``)."""
+    while handler.more_to_write():
+        async with db.unit_of_work(handler.group) as uow:
+            await process_batch(uow, db.settings, handler, [], {})
+        handler.committed()
 
 
 async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, float, int]:
