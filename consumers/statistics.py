@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -114,11 +115,11 @@ class UsageStatistics:
         self.draining = False
         """Whether the last batch committed left aggregates for more transactions."""
         self.queue: list[tuple[str, tuple[str, str]]] = []
-        """While ``draining``: ``left`` as the last batch committed it. Each of the next
-        transactions takes its first ``AGGREGATES_PER_TRANSACTION`` and checks only their
-        states (checking every state left in each of them cost a version read per state
-        per transaction: quadratic in the rooms changed, at 10,000 rooms a fifth of this
-        process's time)."""
+        """Held back too (besides ``unpublished``): ``left`` as the last batch committed it,
+        while ``draining``. Each of the next transactions takes its first
+        ``AGGREGATES_PER_TRANSACTION`` and checks only their states (checking every state
+        left in each of them cost a version read per state per transaction: quadratic in
+        the rooms changed, at 10,000 rooms a fifth of this process's time)."""
         self.continuing = False
         """Whether the batch in flight goes on with ``queue`` (a publishing's next transaction)."""
 
@@ -155,6 +156,7 @@ class UsageStatistics:
                 scopes = {sid for _, (sid, _) in self.queue[:AGGREGATES_PER_TRANSACTION]}
             else:
                 scopes = {sid for sid, _ in self.unpublished}
+                scopes.update(sid for _, (sid, _) in self.queue)
             for sid in scopes:
                 scope, ident = sid.split(":", 1)
                 (wanted_rooms if scope == "room" else centers).add(ident)
@@ -239,7 +241,8 @@ class UsageStatistics:
             ordered = self.queue
         else:
             due: dict[str, tuple[str, str]] = {}
-            for sid, wanted in self.unpublished | self.pending:
+            held_back = chain(self.unpublished | self.pending, (entry for _, entry in self.queue))
+            for sid, wanted in held_back:
                 for month in self._state(sid).months if wanted is None else (wanted,):
                     due[_usage_key(sid, month)] = (sid, month)
             ordered = sorted(due.items())
@@ -255,7 +258,7 @@ class UsageStatistics:
             uow.save_positions({**self.unsaved_positions, **self.positions})
 
     def settled(self) -> bool:
-        return not (self.unpublished or self.unsaved_positions)
+        return not (self.unpublished or self.queue or self.unsaved_positions)
 
     def more_to_write(self) -> bool:
         return self.draining
@@ -268,13 +271,13 @@ class UsageStatistics:
             self.unsaved_positions.clear()
             self.last_published = time.monotonic()
         elif self.publishing:  # the rest goes in the next transactions (``more_to_write``)
-            self.queue = self.left
-            self.unpublished = {entry for _, entry in self.left}
+            self.queue = self.left  # everything held back is in it now
+            self.unpublished.clear()
             self.unsaved_positions.update(self.positions)
         else:
             self.unpublished |= self.pending
             self.unsaved_positions.update(self.positions)
-        METRICS.set("usage_aggregates_unpublished", len(self.unpublished))
+        METRICS.set("usage_aggregates_unpublished", len(self.unpublished) + len(self.queue))
         self._end_batch()
         excess = len(self.rooms) - self.settings.state_cache_size
         if excess > 0:
