@@ -5,6 +5,7 @@ STATS_AFTER=1 (with PARTS=authority,relay,clock): then runs the statistics alone
 already published, and prints how fast they fold them with the whole machine to themselves.
 Needs the broker on 127.0.0.1:19092 (`spaces infra up`) and, for pg, infra/postgres.sh.
 SPACES_SERVICE_CWD=<checkout> runs that checkout's service (e.g. a worktree of an older commit: the "before").
+KEEP=1 keeps the run's database (dropped at the end otherwise: ~1 GB per 100,000 inputs on SQLite).
 EXTRA_STATS=1 starts a second statistics member beside `spaces run` (`spaces run --only statistics`, nice 10,
 /metrics on 8333): Kafka's own scaling of the statistics, on the same two cores.
 """
@@ -132,6 +133,18 @@ async def main():
         await statistics_alone(s, env, topics, want)
     from bench.common import delete_topics
     await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run
+    if not os.environ.get("KEEP"):  # a run of 100,000 inputs leaves about a gigabyte; /tmp once held 29 GB of them
+        await forget_database(sfx)
+
+
+async def forget_database(sfx):
+    """The run's database (SQLite file or PostgreSQL database) and service home; its log stays."""
+    if DB == "pg":
+        import asyncpg
+        c = await asyncpg.connect("postgresql://postgres@127.0.0.1:55432/postgres"); await c.execute(f'DROP DATABASE IF EXISTS "sc_{sfx}"'); await c.close()
+    for path in pathlib.Path("/tmp/spaces-scale").glob(f"{sfx}.db*"):
+        path.unlink()
+    __import__("shutil").rmtree(f"/tmp/spaces-scale/h{sfx}", ignore_errors=True)
 
 
 async def statistics_alone(s, env, topics, decisions):
