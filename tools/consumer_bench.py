@@ -69,26 +69,22 @@ async def consume(
 ) -> float:
     began = time.process_time()
     for start in range(0, len(records), batch):
-        chunk = records[start : start + batch]
-        async with db.unit_of_work(handler.group) as uow:
-            await process_batch(uow, db.settings, handler, chunk, {})
-        handler.committed()
-        await write_the_rest(db, handler)
+        await decide(db, handler, records[start : start + batch])
     if not handler.settled():  # as the loop does when idle: publish what was held back
-        async with db.unit_of_work(handler.group) as uow:
-            await process_batch(uow, db.settings, handler, [], {})
-        handler.committed()
-        await write_the_rest(db, handler)
+        await decide(db, handler, [])
     return time.process_time() - began
 
 
-async def write_the_rest(db: Database, handler: Handler[Any]) -> None:
-    """The transactions a batch left for more (a publishing over 250 aggregates), as the
-    loop makes them (``EffectivelyOnceLoop._decide``)."""
-    while handler.more_to_write():
+async def decide(db: Database, handler: Handler[Any], records: list[Sent]) -> None:
+    """``records`` in one transaction, then the transactions it left for more (a publishing
+    over 250 aggregates), as the loop makes them (``EffectivelyOnceLoop._decide``)."""
+    while True:
         async with db.unit_of_work(handler.group) as uow:
-            await process_batch(uow, db.settings, handler, [], {})
+            await process_batch(uow, db.settings, handler, records, {})
         handler.committed()
+        if not handler.more_to_write():
+            return
+        records = []
 
 
 async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, float, int]:

@@ -2,6 +2,7 @@
 
     python tools/latency_probe.py ROOMS RATE SECS [PARTS]   (broker on 127.0.0.1:19092)
     TIMELINE=1: also the latency of the inputs sent in each second (periodic stalls show).
+    KEEP=1: keep the run's SQLite file (dropped at the end otherwise).
 """
 import pathlib; pathlib.Path("/tmp/spaces-scale").mkdir(exist_ok=True)
 import asyncio, os, random, subprocess, sys, time, uuid, json
@@ -13,7 +14,7 @@ from infra.kafka import make_producer, encode
 from infra.settings import Settings, Topics
 from producers.client import publish_all, publish_input
 from schemas.inputs import Checkin, Checkout, RoomConfigured
-from tools.service_proc import metric_lines, refuse_if_serving, stop_at_exit
+from tools.service_proc import forget_run_files, metric_lines, refuse_if_serving, service_cwd, stop_at_exit
 R = int(sys.argv[1]); RATE = int(sys.argv[2]); SECS = int(sys.argv[3]); ONLY = sys.argv[4] if len(sys.argv) > 4 else ""
 async def main():
     refuse_if_serving()
@@ -29,7 +30,7 @@ async def main():
                SPACES_AUTHORITY_GROUP=f"a{sfx}", SPACES_STATISTICS_GROUP=f"s{sfx}",
                **{f"SPACES_TOPIC_{n.upper()}": getattr(topics, n) for n in Topics.model_fields})
     cmd = [sys.executable, "-m", "entrypoints.cli", "run"] + (["--only", ONLY] if ONLY else [])
-    proc = stop_at_exit(subprocess.Popen(cmd, cwd=os.environ.get("SPACES_SERVICE_CWD", str(__import__("pathlib").Path(__file__).resolve().parents[1])), env=env, stdout=open(f"/tmp/spaces-scale/{sfx}.log","w"), stderr=subprocess.STDOUT))
+    proc = stop_at_exit(subprocess.Popen(cmd, cwd=service_cwd(), env=env, stdout=open(f"/tmp/spaces-scale/{sfx}.log","w"), stderr=subprocess.STDOUT))
     cons = AIOKafkaConsumer(topics.decisions, bootstrap_servers=s.bootstrap, auto_offset_reset="latest", isolation_level="read_committed")
     await cons.start()
     # wait for configured decisions
@@ -70,6 +71,8 @@ async def main():
     proc.terminate(); proc.wait(30)
     from bench.common import delete_topics
     await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run
+    if not os.environ.get("KEEP"):  # KEEP=1 keeps the run's database
+        forget_run_files(sfx)
     if os.environ.get("TIMELINE"):  # p99 and max of the inputs sent in each second: periodic stalls show
         for second, xs in sorted(by_second.items()):
             xs.sort(); print(f"  second {second:3d}: n={len(xs)} p50={xs[len(xs)//2]*1000:.0f}ms p99={xs[int(.99*len(xs))]*1000:.0f}ms max={xs[-1]*1000:.0f}ms")

@@ -5,6 +5,7 @@ STATS_AFTER=1 (with PARTS=authority,relay,clock): then runs the statistics alone
 already published, and prints how fast they fold them with the whole machine to themselves.
 Needs the broker on 127.0.0.1:19092 (`spaces infra up`) and, for pg, infra/postgres.sh.
 SPACES_SERVICE_CWD=<checkout> runs that checkout's service (e.g. a worktree of an older commit: the "before").
+RSS_EVERY=2 prints each service process's RSS every 2 s.
 KEEP=1 keeps the run's database (dropped at the end otherwise: ~1 GB per 100,000 inputs on SQLite).
 EXTRA_STATS=1 starts a second statistics member beside `spaces run` (`spaces run --only statistics`, nice 10,
 /metrics on 8333): Kafka's own scaling of the statistics, on the same two cores.
@@ -19,10 +20,11 @@ from infra.kafka_local import ensure_topics
 from infra.settings import Settings, Topics
 from producers.client import publish_all
 from schemas.inputs import Checkin, Checkout, RoomConfigured
-from tools.service_proc import children, cpu_seconds, metric_lines, refuse_if_serving, stop_at_exit
+from tools.service_proc import children, cpu_seconds, forget_run_files, metric_lines, refuse_if_serving, service_cwd, stop_at_exit
 
 R = int(sys.argv[1]); N = int(sys.argv[2]); DB = sys.argv[3] if len(sys.argv) > 3 else "sqlite"
 PARTS = sys.argv[4] if len(sys.argv) > 4 else ""
+PG_ADMIN = "postgresql://postgres@127.0.0.1:55432/postgres"  # infra/postgres.sh
 
 def gen():
     if os.environ.get("MIXED"):  # the bench's traffic (bench/traffic.py): bookings, cancels, capacity changes
@@ -55,7 +57,7 @@ async def main():
     url = f"sqlite+aiosqlite:////tmp/spaces-scale/{sfx}.db"
     if DB == "pg":
         import asyncpg
-        c = await asyncpg.connect("postgresql://postgres@127.0.0.1:55432/postgres"); await c.execute(f'CREATE DATABASE "sc_{sfx}"'); await c.close()
+        c = await asyncpg.connect(PG_ADMIN); await c.execute(f'CREATE DATABASE "sc_{sfx}"'); await c.close()
         url = f"postgresql+asyncpg://postgres@127.0.0.1:55432/sc_{sfx}"
     s = base.model_copy(update={"topics": topics, "database_url": url})
     await ensure_topics(s)
@@ -67,8 +69,10 @@ async def main():
     cmd = [sys.executable, "-m", "entrypoints.cli", "run"] + (["--only", PARTS] if PARTS else [])
     prof = os.environ.get("PROFILE")
     log = open(f"/tmp/spaces-scale/{sfx}.log", "w")
-    cwd = os.environ.get("SPACES_SERVICE_CWD", str(pathlib.Path(__file__).resolve().parents[1]))
+    cwd = service_cwd()
     proc = stop_at_exit(subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=log))
+    if os.environ.get("RSS_EVERY"):
+        asyncio.get_running_loop().create_task(print_rss(proc, float(os.environ["RSS_EVERY"])))
     pspy = None
     extra = None
     if os.environ.get("EXTRA_STATS"):
@@ -133,18 +137,28 @@ async def main():
         await statistics_alone(s, env, topics, want)
     from bench.common import delete_topics
     await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run
-    if not os.environ.get("KEEP"):  # a run of 100,000 inputs leaves about a gigabyte; /tmp once held 29 GB of them
+    if not os.environ.get("KEEP"):
         await forget_database(sfx)
+
+
+async def print_rss(proc, every):
+    """Each service process's RSS every ``every`` seconds while it runs: a leak shows as growth."""
+    from bench.child import rss_mib_of
+    while proc.poll() is None:
+        await asyncio.sleep(every)
+        try:
+            kids = {open(f"/proc/{k}/cmdline").read().split(chr(0))[-2]: rss_mib_of(int(k)) for k in children(proc.pid)}
+        except OSError:  # stopping
+            return
+        print(f"{time.strftime('%H:%M:%S')} rss MiB {kids}", flush=True)
 
 
 async def forget_database(sfx):
     """The run's database (SQLite file or PostgreSQL database) and service home; its log stays."""
     if DB == "pg":
         import asyncpg
-        c = await asyncpg.connect("postgresql://postgres@127.0.0.1:55432/postgres"); await c.execute(f'DROP DATABASE IF EXISTS "sc_{sfx}"'); await c.close()
-    for path in pathlib.Path("/tmp/spaces-scale").glob(f"{sfx}.db*"):
-        path.unlink()
-    __import__("shutil").rmtree(f"/tmp/spaces-scale/h{sfx}", ignore_errors=True)
+        c = await asyncpg.connect(PG_ADMIN); await c.execute(f'DROP DATABASE IF EXISTS "sc_{sfx}"'); await c.close()
+    forget_run_files(sfx)
 
 
 async def statistics_alone(s, env, topics, decisions):
@@ -155,7 +169,7 @@ async def statistics_alone(s, env, topics, decisions):
     cons.assign([TopicPartition(topics.usage_monthly, p) for p in cons.partitions_for_topic(topics.usage_monthly) or range(6)])
     await cons.seek_to_end()
     log = open(f"/tmp/spaces-scale/stats-alone-{os.getpid()}.log", "w")
-    cwd = os.environ.get("SPACES_SERVICE_CWD", str(pathlib.Path(__file__).resolve().parents[1]))
+    cwd = service_cwd()
     proc = stop_at_exit(subprocess.Popen([sys.executable, "-m", "entrypoints.cli", "run", "--only", "statistics,relay"], cwd=cwd, env=env, stdout=log, stderr=log))
     first = last = None; n = 0; quiet = time.time(); t0 = time.time()
     while time.time() - quiet < 5 and time.time() - t0 < 300:

@@ -1,11 +1,20 @@
 """What the profiling tools read of a running `spaces run`: its processes' CPU, its /metrics."""
 import atexit
+import os
+import pathlib
+import shutil
 import subprocess
 import sys
 import urllib.request
 
 from bench import child
 from bench.common import other_service_processes
+
+
+def service_cwd() -> str:
+    """The checkout whose service the tools start: ``SPACES_SERVICE_CWD`` (e.g. a worktree of
+    an older commit, the "before" of a pair), else this one."""
+    return os.environ.get("SPACES_SERVICE_CWD", str(pathlib.Path(__file__).resolve().parents[1]))
 
 
 def children(pid: int) -> list[str]:
@@ -52,3 +61,15 @@ def stop_at_exit(process: subprocess.Popen) -> subprocess.Popen:
 
     atexit.register(stop)
     return process
+
+
+RUNS = pathlib.Path("/tmp/spaces-scale")
+"""Where the tools put each run's SQLite file, service home and log."""
+
+
+def forget_run_files(sfx: str) -> None:
+    """A run's SQLite file (with its WAL and lock files) and service home; its log stays.
+    A run of 100,000 inputs leaves about a gigabyte; /tmp once held 29 GB of them."""
+    for path in RUNS.glob(f"{sfx}.db*"):
+        path.unlink()
+    shutil.rmtree(RUNS / f"h{sfx}", ignore_errors=True)
