@@ -1,6 +1,6 @@
 """Profiling aid (not a benchmark target): both consumers in-process, without Kafka.
 
-    python tools/consumer_bench.py [ROOMS] [INPUTS] [--profile authority|statistics]
+    python tools/consumer_bench.py [ROOMS] [INPUTS] [--profile authority|statistics] [--memory]
 
 The bench's mixed traffic (``bench.throughput.scenario_inputs``) goes through the real
 service layer, unit of work and SQLite, as the consumer loop calls them: the room
@@ -14,6 +14,8 @@ machine, so it is what to compare before and after a change to either consumer.
 """
 
 import asyncio
+import gc
+import tracemalloc
 import os
 import cProfile
 import pstats
@@ -40,6 +42,9 @@ args = [a for a in sys.argv[1:] if a.isdigit()]
 ROOMS = int(args[0]) if args else 1000
 INPUTS = int(args[1]) if len(args) > 1 else 50_000
 PROFILE = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv else None
+MEMORY = "--memory" in sys.argv
+"""One run; the Python allocations the statistics' second half of decisions added to the first's
+(tracemalloc): what they keep grows with history only if this does."""
 
 
 class Sent:
@@ -87,6 +92,23 @@ async def decide(db: Database, handler: Handler[Any], records: list[Sent]) -> No
         records = []
 
 
+async def memory_growth(
+    db: Database, handler: Handler[Any], records: list[Sent], batch: int
+) -> None:
+    half = len(records) // 2
+    tracemalloc.start(10)
+    await consume(db, handler, records[:half], batch)
+    gc.collect()
+    first = tracemalloc.take_snapshot()
+    await consume(db, handler, records[half:], batch)
+    gc.collect()
+    grown = tracemalloc.take_snapshot().compare_to(first, "traceback")
+    print(f"Python allocations grown over the second half: {sum(s.size_diff for s in grown) / 2**20:.1f} MiB")
+    for stat in grown[:8]:
+        print(stat, "\n   ", "\n    ".join(stat.traceback.format()[-4:]))
+    tracemalloc.stop()
+
+
 async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, float, int]:
     settings = Settings(database_url=f"sqlite+aiosqlite:///{directory}/run{run}.db")
     db = Database(settings)
@@ -113,7 +135,11 @@ async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, flo
     statistics = UsageStatistics(settings)
     if profile and PROFILE == "statistics":
         profile.enable()
-    counted = await consume(db, statistics, decisions, settings.statistics_batch_max_records)
+    if MEMORY:
+        await memory_growth(db, statistics, decisions, settings.statistics_batch_max_records)
+        counted = 0.0
+    else:
+        counted = await consume(db, statistics, decisions, settings.statistics_batch_max_records)
     if profile:
         profile.disable()
         stats = pstats.Stats(profile).sort_stats(os.environ.get("SORT", "tottime"))
@@ -134,15 +160,16 @@ async def main() -> None:
     tune_garbage_collector(Settings())  # as a service process does (SPACES_GC_THRESHOLDS)
     results = []
     with tempfile.TemporaryDirectory() as directory:
-        for run in range(1 if PROFILE else 3):
+        for run in range(1 if PROFILE or MEMORY else 3):
             results.append(await once(directory, run, inputs))
     decided = min(r[0] for r in results)
     counted = min(r[1] for r in results)
     decisions = results[0][2]
+    statistics = "not timed (--memory)" if MEMORY else f"{counted / decisions * 1e6:.1f} us/decision"
     print(
         f"{len(inputs)} inputs over {ROOMS} rooms, best of {len(results)} (CPU): "
         f"room authority {decided / len(inputs) * 1e6:.1f} us/input, "
-        f"statistics {counted / decisions * 1e6:.1f} us/decision ({decisions} decisions)"
+        f"statistics {statistics} ({decisions} decisions)"
     )
 
 
