@@ -2,7 +2,8 @@
 
     python tools/sample_metrics.py [SECONDS]   # default 30; start it next to tools/scale_run.py
 
-Per line: seconds since the first answer; the room authority's records decided (port 8331);
+Per line: seconds since the first answer; the room authority's records decided and its relay's
+rows published (decisions and occupancy; port 8331);
 the statistics' batches and records folded and their aggregates held back (port 8332). A
 0 where a process did not answer within 0.5 s (a long batch holds its event loop). Shows
 how far the statistics trail the room authority during a run.
@@ -32,6 +33,7 @@ AUTHORITY_RECORDS = r'spaces_batch_records_sum\{consumer="authority"\}'
 STATISTICS_BATCHES = r'spaces_batch_records_count\{consumer="statistics"\}'
 STATISTICS_RECORDS = r'spaces_batch_records_sum\{consumer="statistics"\}'
 HELD_BACK = r"spaces_usage_aggregates_unpublished"
+RELAYED = r"spaces_outbox_published_total"
 
 started = None
 while time.time() < END:
@@ -43,6 +45,7 @@ while time.time() < END:
     print(
         f"{time.time() - started:5.2f}"
         f" authority_records={value(authority, AUTHORITY_RECORDS):.0f}"
+        f" relayed={value(authority, RELAYED):.0f}"
         f" statistics_batches={value(statistics, STATISTICS_BATCHES):.0f}"
         f" statistics_records={value(statistics, STATISTICS_RECORDS):.0f}"
         f" held_back={value(statistics, HELD_BACK):.0f}",
