@@ -81,7 +81,7 @@ async def main():
         # One py-spy per child of the supervisor (--subprocesses misses children started later).
         await asyncio.sleep(3)
         kids = children(proc.pid) or [str(proc.pid)]
-        pspy = [subprocess.Popen(["py-spy", "record", "-r", "50", "-f", "raw", "-o", f"{prof}.{k}", "-p", k], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in kids]
+        pspy = [subprocess.Popen(["py-spy", "record", "-r", "50", *(["--idle"] if os.environ.get("IDLE") else []), "-f", "raw", "-o", f"{prof}.{k}", "-p", k], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in kids]
         print("profiling", {k: open(f"/proc/{k}/cmdline").read().replace(chr(0), " ")[-40:] for k in kids}, flush=True)
     cons = AIOKafkaConsumer(topics.decisions, topics.usage_monthly, bootstrap_servers=s.bootstrap, auto_offset_reset="earliest", isolation_level="read_committed")
     await cons.start()
