@@ -6,6 +6,7 @@ already published, and prints how fast they fold them with the whole machine to 
 Needs the broker on 127.0.0.1:19092 (`spaces infra up`) and, for pg, infra/postgres.sh.
 SPACES_SERVICE_CWD=<checkout> runs that checkout's service (e.g. a worktree of an older commit: the "before").
 RSS_EVERY=2 prints each service process's RSS every 2 s.
+IDLE=1 (with PROFILE) keeps py-spy's idle samples: how long each loop waited, not only where it worked.
 KEEP=1 keeps the run's database (dropped at the end otherwise: ~1 GB per 100,000 inputs on SQLite).
 EXTRA_STATS=1 starts a second statistics member beside `spaces run` (`spaces run --only statistics`, nice 10,
 /metrics on 8333): Kafka's own scaling of the statistics, on the same two cores.
