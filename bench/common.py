@@ -114,6 +114,32 @@ class Broker:
     started: bool
     """True: this bench launched it, so it stops it at the end."""
     note: str
+    up_s: float | None = None
+    """How long the local broker's JVM had run when the bench began (``None``: external)."""
+
+
+WARM_BROKER_S = 300.0
+"""A Kafka JVM younger than this runs the ceiling loop slower (its own CPU per input was
+44-64 us against 9-13 once warm, docs/benchmarks.md), so every ratio to the ceiling reads
+higher than the service deserves."""
+
+
+def process_age_s(pid: int) -> float | None:
+    """Seconds since process ``pid`` started (Linux ``/proc``), or ``None``."""
+    try:
+        started_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - started_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def broker_age_s(settings: Settings) -> float | None:
+    """How long the local broker has been running, or ``None`` (external, or not found)."""
+    if settings.uses_external_kafka:
+        return None
+    pid = kafka_local.node_pid(settings)
+    return None if pid is None else process_age_s(pid)
 
 
 def broker_up(settings: Settings) -> Broker:
@@ -126,8 +152,10 @@ def broker_up(settings: Settings) -> Broker:
     except Exception:
         info = kafka_local.up(settings)
         how = "started by the bench" if info.started else "already running (reused)"
-        return Broker(settings.bootstrap, info.started, how)
-    return Broker(settings.bootstrap, False, "already running (reused, left running)")
+        return Broker(settings.bootstrap, info.started, how, broker_age_s(settings))
+    return Broker(
+        settings.bootstrap, False, "already running (reused, left running)", broker_age_s(settings)
+    )
 
 
 async def _probe(bootstrap: str) -> None:

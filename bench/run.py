@@ -45,6 +45,7 @@ from typing import Any
 from bench.capacity import capacity_change
 from bench.common import (
     REPO,
+    WARM_BROKER_S,
     Broker,
     Check,
     PgDatabases,
@@ -538,6 +539,16 @@ def _commit(git: dict[str, Any]) -> str:
     return f"{git['commit']}{' + uncommitted changes' if git['dirty'] else ''}"
 
 
+def _cold_broker_warning(up_s: float | None) -> list[str]:
+    if up_s is None or up_s >= WARM_BROKER_S:
+        return []
+    return [
+        f"  WARNING: the broker had run only {up_s:.0f} s when the bench began: a Kafka JVM "
+        "that young runs the ceiling slower, so every ratio to it reads too high. Start the "
+        "broker (`spaces infra up`), run anything once, then `make bench`."
+    ]
+
+
 def render(report: dict[str, Any]) -> str:
     m = report["machine"]
     git = report["git"]
@@ -551,6 +562,7 @@ def render(report: dict[str, Any]) -> str:
             for p in m.get("other_service_processes") or ()
         ),
         f"  broker {report['broker']['bootstrap']} ({report['broker']['note']})",
+        *_cold_broker_warning(report["broker"].get("up_s")),
         f"  service measured: {report['service_cwd']} at {_commit(service)}"
         f"{' (only ' + report['service_parts'] + ')' if report.get('service_parts') else ''}; "
         f"bench: {_commit(git.get('bench') or {})}",
@@ -694,6 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "broker": {
             "bootstrap": settings.bootstrap,
             "note": broker.note,
+            "up_s": None if broker.up_s is None else round(broker.up_s, 1),
             "kafka_version": settings.kafka_version,
             "partitions": settings.partitions,
         },

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bench.child import Child, cpu_seconds
-from bench.common import other_service_processes
+from bench.common import WARM_BROKER_S, other_service_processes, process_age_s
 from bench.run import _cpu, _tail, cpu_per_input, render
 from bench.throughput import cpu_of_run
 
@@ -136,3 +136,40 @@ def test_a_service_left_running_is_named_in_the_report_header() -> None:
             process.wait()
     found = {line.split(":", 1)[0] for line in other_service_processes()}
     assert not found & {str(process.pid) for process in started.values()}
+
+
+def test_a_broker_younger_than_a_warm_one_is_named_in_the_report_header() -> None:
+    # The age comes from the process's own start: a process started now is seconds old.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        time.sleep(0.3)
+        age = process_age_s(sleeper.pid)
+        assert age is not None and 0.0 <= age < 20.0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert process_age_s(sleeper.pid) is None  # gone
+
+    def header(up_s: float | None) -> list[str]:
+        report = {
+            "machine": {
+                "nproc": 2,
+                "cpu": "c",
+                "python": "3",
+                "sqlite": "3",
+                "loadavg_at_start": [0],
+            },
+            "git": {},
+            "command": "bench",
+            "date": "today",
+            "broker": {"bootstrap": "b", "note": "n", "up_s": up_s},
+            "service_cwd": ".",
+            "checks": [],
+            "output": "bench.json",
+            "elapsed_s": 1,
+        }
+        return [line for line in render(report).splitlines() if "WARNING" in line]
+
+    assert any("run only 12 s" in line for line in header(12.0))
+    assert header(WARM_BROKER_S + 1) == []
+    assert header(None) == []  # an external broker: its age is not known
