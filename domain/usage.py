@@ -665,6 +665,15 @@ def _months_from_json(data: dict[str, Any]) -> dict[str, MonthUsage]:
     return months
 
 
+def _month_of(months: dict[str, MonthUsage], month: str) -> MonthUsage:
+    """``month``'s record, made when missing (``setdefault`` would build one each call: a
+    fold asks about six times per decision)."""
+    stats = months.get(month)
+    if stats is None:
+        stats = months[month] = MonthUsage()
+    return stats
+
+
 def _insort_once(items: list[str], item: str) -> None:
     index = bisect_left(items, item)
     if index == len(items) or items[index] != item:
@@ -776,12 +785,12 @@ def _check_document(data: dict[str, Any], scope: str) -> int:
 def _keep_months(months: dict[str, MonthUsage], open_months: list[str], wanted: set[str]) -> None:
     """Every month of ``wanted`` gets a record; ``open_months`` (sorted) follows the new ones."""
     for month in wanted:
-        if not months.setdefault(month, MonthUsage()).final:
+        if not _month_of(months, month).final:
             _insort_once(open_months, month)
 
 
 def _close(state: RoomUsage | CenterUsage, month: str) -> None:
-    stats = state.months.setdefault(month, MonthUsage())
+    stats = _month_of(state.months, month)
     if stats.final:
         return
     stats.open_minutes, stats.capacity_minutes = state.minutes(month)
@@ -1366,18 +1375,18 @@ class _Effects:
 
     def apply_to(self, months: dict[str, MonthUsage], *, room_peaks: bool) -> None:
         for month, deltas in self.counts.items():
-            stats = months.setdefault(month, MonthUsage())
+            stats = _month_of(months, month)
             for counter, delta in deltas.items():
                 stats.bump(counter, delta)
         for month, members in self.members.items():
-            stats = months.setdefault(month, MonthUsage())
+            stats = _month_of(months, month)
             for member in sorted(members):
                 stats.add_member(member)
         if room_peaks:
             for month, (peak, at) in self.room_peaks.items():
-                months.setdefault(month, MonthUsage()).reach(peak, at)
+                _month_of(months, month).reach(peak, at)
         for month, tz, slots in self.slots:
-            months.setdefault(month, MonthUsage()).add_slots(month, tz, slots)
+            _month_of(months, month).add_slots(month, tz, slots)
 
 
 def _occupancy_effects(
@@ -1649,7 +1658,7 @@ def _fold_center(
         month, occupancy, at = effects.occupancy
         center._occupancy += occupancy - info.occupancy
         info.occupancy = occupancy
-        center.months.setdefault(month, MonthUsage()).reach(center._occupancy, at)
+        _month_of(center.months, month).reach(center._occupancy, at)
     _keep_months(center.months, center._open, candidates)
     if center.latest is None or decision.decided_at > center.latest:
         center.latest = decision.decided_at
