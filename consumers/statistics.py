@@ -112,11 +112,10 @@ class UsageStatistics:
         self.left: list[tuple[str, tuple[str, str]]] = []
         """(usage key, (scope id, month)), in key order, of the aggregates the publishing
         batch in flight leaves for the next transactions (over ``AGGREGATES_PER_TRANSACTION``)."""
-        self.draining = False
-        """Whether the last batch committed left aggregates for more transactions."""
         self.queue: list[tuple[str, tuple[str, str]]] = []
-        """Held back too (besides ``unpublished``): ``left`` as the last batch committed it,
-        while ``draining``. Each of the next transactions takes its first
+        """Held back too (besides ``unpublished``): ``left`` as the last batch committed it;
+        while it is not empty, a publishing is draining (``more_to_write``). Each of the next
+        transactions takes its first
         ``AGGREGATES_PER_TRANSACTION`` and checks only their states (checking every state
         left in each of them cost a version read per state per transaction: quadratic in
         the rooms changed, at 10,000 rooms a fifth of this process's time)."""
@@ -148,7 +147,7 @@ class UsageStatistics:
         self.publishing = (
             not events or time.monotonic() - self.last_published >= self.publish_interval_s
         )
-        self.continuing = self.draining and not events
+        self.continuing = bool(self.queue) and not events
         wanted_rooms = {event.room_id for event in events}
         centers = {event.center_id for event in events if event.center_id}
         if self.publishing:  # every state with an aggregate to publish, as stored now
@@ -261,10 +260,9 @@ class UsageStatistics:
         return not (self.unpublished or self.queue or self.unsaved_positions)
 
     def more_to_write(self) -> bool:
-        return self.draining
+        return bool(self.queue)
 
     def committed(self) -> None:
-        self.draining = bool(self.left)
         if self.publishing and not self.left:
             self.queue = []
             self.unpublished.clear()
@@ -300,7 +298,6 @@ class UsageStatistics:
         self.forget(everything=True)
         self.unpublished.clear()
         self.unsaved_positions.clear()
-        self.draining = False
         self.queue = []
         METRICS.set("usage_aggregates_unpublished", 0)
 
