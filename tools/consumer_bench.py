@@ -1,6 +1,7 @@
 """Profiling aid (not a benchmark target): both consumers in-process, without Kafka.
 
     python tools/consumer_bench.py [ROOMS] [INPUTS] [--profile authority|statistics] [--memory]
+    SEQUENTIAL_IDS=1 python tools/consumer_bench.py ...   # inputs' event ids in increasing order
 
 The bench's mixed traffic (``bench.throughput.scenario_inputs``) goes through the real
 service layer, unit of work and SQLite, as the consumer loop calls them: the room
@@ -9,7 +10,9 @@ over the decisions it wrote to the outbox, in batches of
 ``SPACES_STATISTICS_BATCH_MAX_RECORDS`` (4,000). It prints the CPU time of each pass per
 input (``time.process_time``: SQLite's work included, no waits, no Kafka, no relay), best
 of 3 runs on fresh database files, with the service's cycle collector settings
-(``SPACES_GC_THRESHOLDS``). Steadier than ``tools/scale_run.py`` on a shared
+(``SPACES_GC_THRESHOLDS``), and the bytes each pass wrote per input (``wchar`` of
+``/proc/self/io``: SQLite's WAL, in the main). ``SEQUENTIAL_IDS=1`` gives the inputs increasing
+event ids instead of random ones: how much the id memory's random-key index writes. Steadier than ``tools/scale_run.py`` on a shared
 machine, so it is what to compare before and after a change to either consumer.
 """
 
@@ -22,6 +25,7 @@ import pstats
 import sys
 import tempfile
 import time
+import uuid
 from typing import Any
 from pathlib import Path
 
@@ -43,6 +47,16 @@ ROOMS = int(args[0]) if args else 1000
 INPUTS = int(args[1]) if len(args) > 1 else 50_000
 PROFILE = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv else None
 MEMORY = "--memory" in sys.argv
+SEQUENTIAL_IDS = bool(os.environ.get("SEQUENTIAL_IDS"))
+WRITTEN: dict[str, list[int]] = {}
+"""Bytes written per input, by pass, one entry per run."""
+
+
+def bytes_written() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
 """One run; the Python allocations the statistics' second half of decisions added to the first's
 (tracemalloc): what they keep grows with history only if this does."""
 
@@ -61,7 +75,9 @@ class Sent:
 def input_records(settings: Settings) -> list[Sent]:
     offsets: dict[str, int] = {}
     records = []
-    for event in scenario_inputs(layout(ROOMS), INPUTS, 1):
+    for n, event in enumerate(scenario_inputs(layout(ROOMS), INPUTS, 1)):
+        if SEQUENTIAL_IDS:
+            event = event.model_copy(update={"event_id": uuid.UUID(int=(1 << 100) + n)})
         topic = topic_for(settings, event)  # where the kiosks and front ends publish it
         offsets[topic] = offsets.get(topic, -1) + 1
         value = event.model_dump_json().encode()
@@ -72,12 +88,15 @@ def input_records(settings: Settings) -> list[Sent]:
 async def consume(
     db: Database, handler: Handler[Any], records: list[Sent], batch: int
 ) -> float:
-    began = time.process_time()
+    began, written = time.process_time(), bytes_written()
     for start in range(0, len(records), batch):
         await decide(db, handler, records[start : start + batch])
     if not handler.settled():  # as the loop does when idle: publish what was held back
         await decide(db, handler, [])
-    return time.process_time() - began
+    spent = time.process_time() - began
+    per_input = (bytes_written() - written) // max(1, len(records))
+    WRITTEN.setdefault(handler.name, []).append(per_input)
+    return spent
 
 
 async def decide(db: Database, handler: Handler[Any], records: list[Sent]) -> None:
@@ -171,6 +190,7 @@ async def main() -> None:
         f"room authority {decided / len(inputs) * 1e6:.1f} us/input, "
         f"statistics {statistics} ({decisions} decisions)"
     )
+    print("bytes written per input:", {name: min(sizes) for name, sizes in WRITTEN.items()})
 
 
 asyncio.run(main())
