@@ -118,10 +118,10 @@ class Broker:
     """How long the local broker's JVM had run when the bench began (``None``: external)."""
 
 
-WARM_BROKER_S = 300.0
-"""A Kafka JVM younger than this runs the ceiling loop slower (its own CPU per input was
-44-64 us against 9-13 once warm, docs/benchmarks.md), so every ratio to the ceiling reads
-higher than the service deserves."""
+WARM_BROKER_US = 20.0
+"""The broker's CPU per input in the ceiling run above which it was still warming up: a warm
+one spent 9-14 us, a Kafka JVM minutes old 40-64 us (docs/benchmarks.md). Then the ceiling
+ran slower, so every ratio to it reads higher than the service deserves."""
 
 
 def process_age_s(pid: int) -> float | None:

@@ -45,7 +45,7 @@ from typing import Any
 from bench.capacity import capacity_change
 from bench.common import (
     REPO,
-    WARM_BROKER_S,
+    WARM_BROKER_US,
     Broker,
     Check,
     PgDatabases,
@@ -539,13 +539,22 @@ def _commit(git: dict[str, Any]) -> str:
     return f"{git['commit']}{' + uncommitted changes' if git['dirty'] else ''}"
 
 
-def _cold_broker_warning(up_s: float | None) -> list[str]:
-    if up_s is None or up_s >= WARM_BROKER_S:
+def _cold_broker_warning(report: dict[str, Any]) -> list[str]:
+    """A warning when the ceiling run met a broker still warming up (its own CPU per input)."""
+    ceiling = (report.get("figures") or {}).get("scale", {}).get("ceiling") or {}
+    broker_s, inputs = (ceiling.get("cpu_s") or {}).get("broker"), ceiling.get("inputs")
+    if broker_s is None or not inputs:
         return []
+    broker_us = broker_s / inputs * 1e6
+    if broker_us <= WARM_BROKER_US:
+        return []
+    up_s = report["broker"].get("up_s")
+    age = "" if up_s is None else f" (up {up_s:.0f} s when the bench began)"
     return [
-        f"  WARNING: the broker had run only {up_s:.0f} s when the bench began: a Kafka JVM "
-        "that young runs the ceiling slower, so every ratio to it reads too high. Start the "
-        "broker (`spaces infra up`), run anything once, then `make bench`."
+        f"  WARNING: the broker spent {broker_us:.0f} us of CPU per input in the ceiling run, "
+        f"more than a warm one ({WARM_BROKER_US:.0f}){age}: the ceiling ran slow, so every "
+        "ratio to it reads too high. Warm the broker up (`spaces infra up`, then run anything), "
+        "then `make bench` again."
     ]
 
 
@@ -562,7 +571,7 @@ def render(report: dict[str, Any]) -> str:
             for p in m.get("other_service_processes") or ()
         ),
         f"  broker {report['broker']['bootstrap']} ({report['broker']['note']})",
-        *_cold_broker_warning(report["broker"].get("up_s")),
+        *_cold_broker_warning(report),
         f"  service measured: {report['service_cwd']} at {_commit(service)}"
         f"{' (only ' + report['service_parts'] + ')' if report.get('service_parts') else ''}; "
         f"bench: {_commit(git.get('bench') or {})}",

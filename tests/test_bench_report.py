@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bench.child import Child, cpu_seconds
-from bench.common import WARM_BROKER_S, other_service_processes, process_age_s
+from bench.common import other_service_processes, process_age_s
 from bench.run import _cpu, _tail, cpu_per_input, render
 from bench.throughput import cpu_of_run
 
@@ -138,8 +138,8 @@ def test_a_service_left_running_is_named_in_the_report_header() -> None:
     assert not found & {str(process.pid) for process in started.values()}
 
 
-def test_a_broker_younger_than_a_warm_one_is_named_in_the_report_header() -> None:
-    # The age comes from the process's own start: a process started now is seconds old.
+def test_a_broker_still_warming_up_in_the_ceiling_run_is_named_in_the_report_header() -> None:
+    # The broker's age comes from its process's start: a process started now is seconds old.
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         time.sleep(0.3)
@@ -150,7 +150,8 @@ def test_a_broker_younger_than_a_warm_one_is_named_in_the_report_header() -> Non
         sleeper.wait()
     assert process_age_s(sleeper.pid) is None  # gone
 
-    def header(up_s: float | None) -> list[str]:
+    def header(broker_s: float | None, up_s: float | None = 400.0) -> list[str]:
+        ceiling = {"inputs": 100_000, "cpu_s": {"broker": broker_s}}
         report = {
             "machine": {
                 "nproc": 2,
@@ -164,12 +165,14 @@ def test_a_broker_younger_than_a_warm_one_is_named_in_the_report_header() -> Non
             "date": "today",
             "broker": {"bootstrap": "b", "note": "n", "up_s": up_s},
             "service_cwd": ".",
+            "figures": {"scale": {"ceiling": ceiling}},
             "checks": [],
             "output": "bench.json",
             "elapsed_s": 1,
         }
         return [line for line in render(report).splitlines() if "WARNING" in line]
 
-    assert any("run only 12 s" in line for line in header(12.0))
-    assert header(WARM_BROKER_S + 1) == []
-    assert header(None) == []  # an external broker: its age is not known
+    # 4.0 s for 100,000 inputs: 40 us each, as a broker minutes old spent.
+    assert any("spent 40 us" in line and "up 400 s" in line for line in header(4.0))
+    assert header(1.2) == []  # 12 us: warm
+    assert header(None) == []  # no ceiling run (e.g. --only latency)
