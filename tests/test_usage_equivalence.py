@@ -1,10 +1,11 @@
 """The incremental fold gives exactly the figures of the plain fold it replaced.
 
-``tests/_usage_reference.py`` is ``domain/usage.py`` as it was before folding became O(1)
-per decision: it summed the open hours and occupancies over every room of the center and
-pruned the whole state on every decision. Random logs go through both, with month closes and
-state reloads (also from the reference's version-1 documents) in between: every aggregate
-returned, every aggregate of every month and every state document must agree.
+``tests/_usage_reference.py`` is ``domain/usage.py`` (now the package ``domain/usage/``) as
+it was before folding became O(1) per decision: it summed the open hours and occupancies over
+every room of the center and pruned the whole state on every decision. Random logs go through
+both, with month closes and state reloads (also from the reference's version-1 documents) in
+between: every aggregate returned, every aggregate of every month and every state document
+must agree.
 
 On the figures the reference knows. Two of its rules changed since, and are patched in here
 with an obvious per-day loop: open hours are real elapsed minutes (DST) and an opening whose
@@ -32,6 +33,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain import opening_hours, usage
+from domain.months import add_months
+from domain.usage.periods import _month_days
 from schemas.decisions import (
     AnyDecision,
     BookingCancelled,
@@ -72,7 +75,7 @@ def _day_minutes(day: date, opens: int, closes: int, tz: str) -> int:
 def _real_open_minutes(periods: list[reference.OpeningPeriod], tz: str, month: str) -> int:
     """Every local day of ``month``: the real minutes of the opening the hours in force
     that day start (none before the first period)."""
-    first, days = usage._month_days(month)
+    first, days = _month_days(month)
     total = 0
     for ordinal in range(first, first + days):
         day = date.fromordinal(ordinal)
@@ -311,7 +314,7 @@ class Twins:
         self.clock += self.minutes(step.advance)
         while self.scheduler and self.next_close <= usage.previous_month(self.clock):
             self.close(self.next_close)
-            self.next_close = usage.add_months(self.next_close, 1)
+            self.next_close = add_months(self.next_close, 1)
         if step.kind == "close":
             if step.flag:
                 self.close(usage.previous_month(self.clock, ZONES[step.pick % len(ZONES)]))
@@ -436,7 +439,7 @@ class Twins:
                 (ours[r].periods if r in ours else [], theirs[r].periods if r in theirs else [])
                 for r in set(ours) | set(theirs)
             ]
-        first, days = usage._month_days(month)
+        first, days = _month_days(month)
         for day in map(date.fromordinal, range(first, first + days)):
             for mine, expected in pairs:
                 if _hours_in_force(mine, day) != _hours_in_force(expected, day):
@@ -488,7 +491,7 @@ class Twins:
         month = usage.local_month(START - timedelta(days=62), "UTC")
         while month <= usage.local_month(self.clock + timedelta(days=62), "UTC"):
             months.add(month)  # never seen months too: open hours computed afresh
-            month = usage.add_months(month, 1)
+            month = add_months(month, 1)
         for room_id, room in self.rooms.items():
             expected = self.reference_rooms[room_id]
             for month in sorted(months):

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from domain import usage
 from domain.usage import CenterUsage, RoomUsage, fold
+from domain.usage import slots as usage_slots
 from schemas.decisions import AnyDecision
 from schemas.outputs import UsageMonthly
 from tests.test_usage import (
@@ -141,7 +141,7 @@ def test_spring_forward_the_skipped_hour_stays_empty_and_counts_one_day_less() -
     march = log.room("2026-03")
     assert march.person_hours == 2.0
     assert grid(march)[SUNDAY][0:5] == [0.0, 0.2, 0.0, 0.2, 0.0]
-    assert usage._slot_seconds("America/New_York", "2026-03")[SUNDAY * 24 + 2] == 4 * 3600
+    assert usage_slots._slot_seconds("America/New_York", "2026-03")[SUNDAY * 24 + 2] == 4 * 3600
 
 
 def test_a_stay_across_the_month_end_fills_both_months() -> None:
@@ -210,15 +210,15 @@ def test_the_heatmap_is_on_the_wire() -> None:
 def steps(monkeypatch: pytest.MonkeyPatch, since: datetime, until: datetime, tz: str) -> int:
     """Hour-by-hour steps of splitting ``[since, until)`` into slots."""
     count = 0
-    original = usage._add_hour_part
+    original = usage_slots._add_hour_part
 
     def counted(*args: object) -> datetime:
         nonlocal count
         count += 1
         return original(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(usage, "_add_hour_part", counted)
-    usage._split_by_slot(since, until, tz)
+    monkeypatch.setattr(usage_slots, "_add_hour_part", counted)  # where _split_by_slot looks
+    usage_slots._split_by_slot(since, until, tz)
     monkeypatch.undo()
     return count
 
@@ -362,4 +362,4 @@ def test_splitting_a_stay_by_slot_equals_walking_it_minute_by_minute(
         slot = local.weekday() * 24 + local.hour
         slots[slot] = slots.get(slot, 0) + 60
         minute += timedelta(minutes=1)
-    assert usage._split_by_slot(since, until, tz) == expected
+    assert usage_slots._split_by_slot(since, until, tz) == expected

@@ -8,16 +8,21 @@ while folding one decision into a center of 10 rooms and into one of 1,000.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 from uuid import uuid4
 
 import pytest
 
-from domain import usage
+import domain.usage
 from domain.usage import CenterUsage, RoomUsage, fold
+from domain.usage import periods as usage_periods
+from domain.usage import slots as usage_slots
 from schemas.decisions import AnyDecision, CapacityChanged, CheckinAdmitted, CheckoutRecorded
 from tests.test_usage import CENTER, NOW, admitted, checkout, configured, confirmed, kst
 
@@ -27,6 +32,13 @@ PER_KIND = ("_dst_corrections",)
 PER_STAY = ("_add_hour_part", "_add_full_days")
 """The heatmap's split of a stay into weekday-hour slots: hour-by-hour steps of its partial
 first and last days (and DST days), plain whole days in bulk per month."""
+MODULES: tuple[ModuleType, ...] = tuple(
+    importlib.import_module(f"domain.usage.{info.name}")
+    for info in pkgutil.iter_modules(domain.usage.__path__)
+)
+"""The modules of ``domain.usage``. A function is looked up in the namespace of the module
+that calls it (the one defining it, or one importing it), so to count its calls every module
+that has it gets the counting wrapper."""
 
 
 ZONES = ("Asia/Seoul", "UTC", "America/New_York", "Pacific/Kiritimati")
@@ -58,16 +70,20 @@ def work(
         fold(rooms[decision.room_id], center, decision, NOW)
     for zone in ZONES:  # the heatmap's denominators: pure, cached per zone and month
         for month in ("2026-10", "2026-11", "2026-12", "2027-01", "2027-02", "2027-03"):
-            usage._slot_seconds(zone, month)
+            usage_slots._slot_seconds(zone, month)
     calls: Counter[str] = Counter()
     for name in PER_ROOM + PER_KIND + PER_STAY:
-        original = getattr(usage, name)
+        holders = [module for module in MODULES if name in vars(module)]
+        assert holders, name
+        original = getattr(holders[0], name)
+        assert all(getattr(module, name) is original for module in holders)
 
         def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
             calls[_name] += 1
             return _original(*args)
 
-        monkeypatch.setattr(usage, name, counted)
+        for module in holders:
+            monkeypatch.setattr(module, name, counted)
     out = fold(rooms[last.room_id], center, last, NOW)
     monkeypatch.undo()
     assert out or isinstance(last, CheckoutRecorded)  # a check-out need not change a figure
@@ -169,7 +185,7 @@ def test_the_center_figures_of_a_large_center_are_the_sums_over_its_rooms() -> N
     rooms, center = center_of(1000)
     november = center.aggregate("2026-11", NOW)
     expected = [
-        usage._open_minutes(r.periods, r.capacities, r.timezone, "2026-11")
+        usage_periods._open_minutes(r.periods, r.capacities, r.timezone, "2026-11")
         for r in center.rooms.values()
     ]
     assert november.open_hours == round(sum(m for m, _ in expected) / 60, 4)
