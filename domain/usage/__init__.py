@@ -41,15 +41,14 @@ Names with a leading underscore are private to this package (the modules share t
 
 from domain.months import DEFAULT_TIMEZONE, local_month, previous_month
 from domain.usage.center import CenterRoom, CenterUsage
-from domain.usage.folding import close_month, fold
-from domain.usage.folding import fold_changes as fold_changes
-from domain.usage.month import COUNTERS as COUNTERS
-from domain.usage.month import MEMBER_SET_RETENTION_MONTHS, STATE_VERSION, MonthUsage
+from domain.usage.folding import close_month, fold, fold_changes
+from domain.usage.month import COUNTERS, MEMBER_SET_RETENTION_MONTHS, STATE_VERSION, MonthUsage
 from domain.usage.periods import CapacityPeriod, OpeningPeriod
 from domain.usage.room import ACTIVE_BOOKING_RETENTION, ActiveBooking, RoomUsage
 
 __all__ = [
     "ACTIVE_BOOKING_RETENTION",
+    "COUNTERS",
     "DEFAULT_TIMEZONE",
     "MEMBER_SET_RETENTION_MONTHS",
     "STATE_VERSION",
@@ -62,6 +61,7 @@ __all__ = [
     "RoomUsage",
     "close_month",
     "fold",
+    "fold_changes",
     "local_month",
     "previous_month",
 ]
