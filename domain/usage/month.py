@@ -55,6 +55,9 @@ _ZEROS = (0,) * len(COUNTERS)
 """``map(counts.get, COUNTERS, _ZEROS)``: every counter, 0 when absent, in one C loop (the
 fold reads them before and after each decision)."""
 
+_SLOT_KEYS = tuple(str(slot) for slot in range(SLOTS))
+"""A slot's key in the documents: every save writes a month's slots, up to 168 of them."""
+
 _Values = tuple[int | datetime | None, ...]
 
 
@@ -156,7 +159,7 @@ class MonthUsage:
             document["attendance_counted"] = False
         if self.slots_counted:
             document["slots"] = {
-                tz: {str(k): v for k, v in sorted(slots.items()) if v}
+                tz: {_SLOT_KEYS[k]: v for k in sorted(slots) if (v := slots[k])}
                 for tz, slots in sorted(self.slots.items())
             }
         return document
