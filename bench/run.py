@@ -553,8 +553,9 @@ def _cold_broker_warning(report: dict[str, Any]) -> list[str]:
     return [
         f"  WARNING: the broker spent {broker_us:.0f} us of CPU per input in the ceiling run, "
         f"more than a warm one ({WARM_BROKER_US:.0f}){age}: the ceiling ran slow, so every "
-        "ratio to it reads too high. Warm the broker up (`spaces infra up`, then run anything), "
-        "then `make bench` again."
+        "ratio to it reads too high. Warm the broker up with a few runs of the scale scenario "
+        "(`MIXED=1 .venv/bin/python tools/scale_run.py 1000 100000`; one of 5,000 inputs was "
+        "not enough), then `make bench` again."
     ]
 
 
