@@ -280,9 +280,10 @@ async def test_bulk_inserts_commit_or_roll_back_with_the_rest_of_the_batch(
     consumer would skip those inputs as decided, with nothing published for them."""
     from sqlalchemy.exc import IntegrityError
 
-    import infra.db
+    import infra.db.unit_of_work
 
-    monkeypatch.setattr(infra.db, "new_outbox_uid", lambda: "f" * 32)
+    # Where ``UnitOfWork.publish`` looks it up when called.
+    monkeypatch.setattr(infra.db.unit_of_work, "new_outbox_uid", lambda: "f" * 32)
     with pytest.raises(IntegrityError):
         async with db.unit_of_work("room-authority") as uow:
             uow.mark_processed("decided-then-rolled-back", "checkins", 0, 1)
