@@ -16,9 +16,9 @@ from infra.db import (
     ProcessedInput,
     RoomRow,
     StaleState,
-    _runs,
     utcnow,
 )
+from infra.db.database import _runs
 from infra.settings import Settings
 
 

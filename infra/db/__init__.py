@@ -18,7 +18,7 @@ One concept per module (each imports only those above it):
 The names the rest of the service uses are re-exported here.
 """
 
-from infra.db.database import Database, PendingMessage, _runs
+from infra.db.database import Database, PendingMessage
 from infra.db.engine import WAL_AUTOCHECKPOINT_PAGES, JsonText, is_sqlite, make_engine
 from infra.db.tables import (
     Base,
@@ -50,7 +50,6 @@ __all__ = [
     "UnitOfWork",
     "UsageMonthlyRow",
     "UsageStateRow",
-    "_runs",
     "is_sqlite",
     "make_engine",
     "utcnow",
