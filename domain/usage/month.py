@@ -13,7 +13,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from domain.months import add_months, parse_month, require_aware
 from domain.usage.slots import SLOTS, _cell, _Slots
@@ -40,17 +40,8 @@ Counter = Literal[
     "person_seconds",
     "bookings_attended",
 ]
-COUNTERS: tuple[Counter, ...] = (
-    "bookings_confirmed",
-    "bookings_rejected",
-    "bookings_cancelled",
-    "no_shows",
-    "booked_seconds",
-    "visits",
-    "checkins_denied",
-    "person_seconds",
-    "bookings_attended",
-)
+COUNTERS: tuple[Counter, ...] = get_args(Counter)
+"""Every counter, in the order of ``Counter`` (the documents' and aggregates' order)."""
 _ZEROS = (0,) * len(COUNTERS)
 """``map(counts.get, COUNTERS, _ZEROS)``: every counter, 0 when absent, in one C loop (the
 fold reads them before and after each decision)."""
