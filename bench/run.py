@@ -8,7 +8,9 @@ scale     1,000 shared rooms (50 centers of 20) and 100,000 mixed inputs, produc
           anything consumes them; the ceiling loop (``bench.ceiling``), then ``spaces run``
           on SQLite, then on PostgreSQL, each on its own copy of the inputs. Inputs/s and
           the ratio to the ceiling (target >= 0.5x). RSS of ``spaces run`` after 10,000
-          and 100,000 inputs decided in the SQLite run (target: growth <= 50 MiB).
+          and 100,000 inputs decided in the SQLite run (target: growth <= 50 MiB). Event
+          ids are version 7, as the contract recommends; one more SQLite run with random
+          (version 4) ids shows what those cost (informational).
 latency   kiosk inputs offered open-loop at 200/s and 1,000/s for 20 s each, to
           ``spaces run`` on SQLite with 1,000 rooms, and to the ceiling loop: achieved
           rate, p50 and p99 (targets: p99 <= 100 ms at 200/s; p99 <= 2x the ceiling's at
@@ -72,6 +74,11 @@ LATENCY_TARGETS = (
 )
 """The loops the latency scenario measures, in order, and their names in the table."""
 STALL_S = 60.0
+
+RANDOM_IDS = "sqlite-random-ids"
+"""The scale scenario's extra run: SQLite, inputs named by random (version 4) event ids, as
+from producers that ignore the contract's advice to use version 7 (``producers.ids``).
+Informational: what random ids cost the service."""
 
 TARGET_RATIO = 0.5
 TARGET_RSS_GROWTH_MIB = 50.0
@@ -143,15 +150,24 @@ async def scale(ctx: Context, sizes: Sizes) -> dict[str, Any]:
         ("ceiling-eos", "ceiling-eos", None),
         ("sqlite", "service", "sqlite"),
         ("postgresql", "service", "postgresql"),
+        (RANDOM_IDS, "service", "sqlite"),
     ]
     for key, target, backend in runs:
         if backend == "postgresql" and ctx.pg is None:
             out[key] = {"skipped": ctx.pg_note}
             say(f"  scale/{key}: skipped ({ctx.pg_note})")
             continue
-        rss_at = sizes.rss_at if target == "service" else ()
+        rss_at = sizes.rss_at if target == "service" and key != RANDOM_IDS else ()
         result = await pre_produced(
-            ctx, f"scale-{key}", target, rooms, sizes.scale_inputs, SEED, backend, rss_at
+            ctx,
+            f"scale-{key}",
+            target,
+            rooms,
+            sizes.scale_inputs,
+            SEED,
+            backend,
+            rss_at,
+            random_ids=key == RANDOM_IDS,
         )
         out[key] = result.as_dict()
         say(f"  scale/{key}: {describe(result)}")
@@ -354,6 +370,27 @@ def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
                 f">= {TARGET_RATIO}",
                 passed,
                 note,
+            )
+        )
+    random_ids = scale.get(RANDOM_IDS)
+    if random_ids is not None:  # informational (a report from before it was measured: none)
+        rate = random_ids.get("rate")
+        note = _run_note(random_ids)
+        out.append(
+            Check(
+                f"spaces run, SQLite, random (version 4) event ids ({label})",
+                rate,
+                "inputs/s",
+                "-",
+                None,
+                note,
+            )
+        )
+        out.extend(_cpu(random_ids, ceiling))
+        ratio = rate / ceiling["rate"] if rate and ceiling.get("rate") else None
+        out.append(
+            Check(
+                "  SQLite, random ids / ceiling", round(ratio, 2) if ratio else None, "x", "-", None
             )
         )
     sqlite = scale.get("sqlite", {})

@@ -77,11 +77,16 @@ class RunResult:
         return asdict(self)
 
 
-def scenario_inputs(rooms: list[RoomRef], count: int, seed: int) -> Iterator[AnyInput]:
+def scenario_inputs(
+    rooms: list[RoomRef], count: int, seed: int, random_ids: bool = False
+) -> Iterator[AnyInput]:
     """The rooms' configurations, then ``count`` mixed inputs (built while they are
-    produced: fresh ids, ``occurred_at`` just before; the same seed, the same traffic)."""
+    produced: fresh ids, ``occurred_at`` just before; the same seed, the same traffic).
+    Event ids are version 7 as the contract recommends, or random (``random_ids``)."""
     start = datetime.now(UTC)
-    return itertools.chain(configurations(rooms, start), mixed(rooms, count, seed, start))
+    return itertools.chain(
+        configurations(rooms, start, random_ids), mixed(rooms, count, seed, start, random_ids)
+    )
 
 
 async def pre_produced(
@@ -93,8 +98,10 @@ async def pre_produced(
     seed: int,
     backend: str | None = None,
     rss_at: tuple[int, ...] = (),
+    random_ids: bool = False,
 ) -> RunResult:
-    """One run of ``target`` (``ceiling`` or ``service`` on ``backend``) on fresh inputs."""
+    """One run of ``target`` (``ceiling`` or ``service`` on ``backend``) on fresh inputs
+    (``random_ids``: version 4 event ids instead of the recommended version 7)."""
     suffix = new_suffix()
     pg_name: str | None = None
     database_url: str | None = None
@@ -115,7 +122,7 @@ async def pre_produced(
     )
     try:
         await create_topics(settings)
-        produced = await produce(settings, scenario_inputs(rooms, count, seed))
+        produced = await produce(settings, scenario_inputs(rooms, count, seed, random_ids))
         watcher.expect(produced.ids)
         await watcher.start()
         log_path = ctx.log_path(label, suffix)

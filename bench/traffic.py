@@ -28,7 +28,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -38,6 +38,7 @@ from aiokafka import AIOKafkaProducer
 from infra.kafka import encode, make_producer
 from infra.settings import Settings
 from producers.client import publish_input, topic_for
+from producers.ids import new_event_id
 from schemas.inputs import (
     AnyInput,
     BookingCancelRequested,
@@ -77,10 +78,13 @@ def centers(rooms: Iterable[RoomRef]) -> int:
     return len({r.center_id for r in rooms})
 
 
-def configurations(rooms: Iterable[RoomRef], at: datetime) -> list[RoomConfigured]:
+def configurations(
+    rooms: Iterable[RoomRef], at: datetime, random_ids: bool = False
+) -> list[RoomConfigured]:
+    new_id = _id_maker(random_ids)
     return [
         RoomConfigured(
-            event_id=uuid.uuid4(),
+            event_id=new_id(at),
             occurred_at=at,
             room_id=room.room_id,
             center_id=room.center_id,
@@ -95,6 +99,14 @@ def configurations(rooms: Iterable[RoomRef], at: datetime) -> list[RoomConfigure
     ]
 
 
+def _id_maker(random_ids: bool) -> Callable[[datetime], uuid.UUID]:
+    """How the bench's producers name inputs: version 7 (``producers.ids``), or version 4
+    for producers that ignore the contract's advice (what random ids cost the service)."""
+    if random_ids:
+        return lambda _at: uuid.uuid4()
+    return new_event_id
+
+
 @dataclass
 class _RoomModel:
     inside: int = 0
@@ -105,10 +117,14 @@ class _RoomModel:
     """(booking_id, member_id, first hour, hours, party) of bookings not cancelled."""
 
 
-def mixed(rooms: list[RoomRef], count: int, seed: int, start: datetime) -> Iterator[AnyInput]:
+def mixed(
+    rooms: list[RoomRef], count: int, seed: int, start: datetime, random_ids: bool = False
+) -> Iterator[AnyInput]:
     """``count`` mixed inputs; ``occurred_at`` = ``start`` + i microseconds (so all in the
-    past by the time they are sent, and in the order they were generated)."""
+    past by the time they are sent, and in the order they were generated). Fresh event
+    ids: version 7, as the contract recommends, or random ones (``random_ids``)."""
     rng = random.Random(seed)
+    new_id = _id_maker(random_ids)
     models = {r.room_id: _RoomModel() for r in rooms}
     tz = ZoneInfo(TIMEZONE)
     base_day = start.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -123,7 +139,7 @@ def mixed(rooms: list[RoomRef], count: int, seed: int, start: datetime) -> Itera
         if roll < 0.01:
             model.raised = not model.raised
             event = RoomCapacityChanged(
-                event_id=uuid.uuid4(),
+                event_id=new_id(at),
                 occurred_at=at,
                 room_id=room.room_id,
                 capacity=RAISED_CAPACITY if model.raised else CAPACITY,
@@ -137,7 +153,7 @@ def mixed(rooms: list[RoomRef], count: int, seed: int, start: datetime) -> Itera
                 for hour in range(first, first + length):
                     model.hours[hour] -= party
                 event = BookingCancelRequested(
-                    event_id=uuid.uuid4(),
+                    event_id=new_id(at),
                     occurred_at=at,
                     room_id=room.room_id,
                     booking_id=booking_id,
@@ -156,7 +172,7 @@ def mixed(rooms: list[RoomRef], count: int, seed: int, start: datetime) -> Itera
                     model.hours[hour] += party
                 model.bookings.append((booking_id, member, first, length, party))
                 event = BookingRequested(
-                    event_id=uuid.uuid4(),
+                    event_id=new_id(at),
                     occurred_at=at,
                     room_id=room.room_id,
                     booking_id=booking_id,
@@ -174,7 +190,7 @@ def mixed(rooms: list[RoomRef], count: int, seed: int, start: datetime) -> Itera
                 gone = min(party, model.inside)
                 model.inside -= gone
                 event = Checkout(
-                    event_id=uuid.uuid4(),
+                    event_id=new_id(at),
                     occurred_at=at,
                     room_id=room.room_id,
                     kiosk_id=KIOSK,
@@ -184,7 +200,7 @@ def mixed(rooms: list[RoomRef], count: int, seed: int, start: datetime) -> Itera
             else:
                 model.inside += party
                 event = Checkin(
-                    event_id=uuid.uuid4(),
+                    event_id=new_id(at),
                     occurred_at=at,
                     room_id=room.room_id,
                     kiosk_id=KIOSK,
@@ -211,7 +227,7 @@ class KioskTraffic:
             everyone = self.inside[room]
             self.inside[room] = 0
             return Checkout(
-                event_id=uuid.uuid4(),
+                event_id=new_event_id(at),
                 occurred_at=at,
                 room_id=room,
                 kiosk_id=KIOSK,
@@ -219,7 +235,7 @@ class KioskTraffic:
             )
         self.inside[room] += party
         return Checkin(
-            event_id=uuid.uuid4(),
+            event_id=new_event_id(at),
             occurred_at=at,
             room_id=room,
             kiosk_id=KIOSK,

@@ -34,6 +34,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from entrypoints.progress import progress_bar
 from infra.observability import configure_cli_logging
 from infra.settings import Settings, get_settings
+from producers.ids import new_event_id
 from schemas.common import Identifier
 from schemas.decisions import Decision
 from schemas.inputs import (
@@ -340,7 +341,8 @@ def _now() -> datetime:
 
 
 def _common(room: str) -> dict[str, Any]:
-    return {"event_id": uuid4(), "occurred_at": _now(), "room_id": room}
+    now = _now()
+    return {"event_id": new_event_id(now), "occurred_at": now, "room_id": room}
 
 
 def _interval(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from producers.ids import new_event_id
 from schemas.common import parse_hhmm
 from schemas.inputs import (
     AnyInput,
@@ -336,8 +337,8 @@ def busy_hour(center: CenterPlan, start: datetime, seed: int) -> list[AnyInput]:
     members = _members(center)
     out: list[tuple[datetime, int, AnyInput]] = []
 
-    def new_id() -> uuid.UUID:
-        return uuid.UUID(int=rng.getrandbits(128), version=4)
+    def new_id(at: datetime) -> uuid.UUID:
+        return new_event_id(at, rng.getrandbits(128))  # as many bits as before: same traffic
 
     def emit(event: AnyInput) -> None:
         out.append((event.occurred_at, len(out), event))
@@ -496,7 +497,7 @@ def _simulate(
     bookings: Sequence[_Booking],
     sessions: Sequence[_Session],
     closes_at: datetime,
-    new_id: Callable[[], uuid.UUID],
+    new_id: Callable[[datetime], uuid.UUID],
     emit: Callable[[AnyInput], None],
 ) -> int:
     """Check-ins and check-outs of one room for one day in time order; persons admitted.
@@ -515,7 +516,7 @@ def _simulate(
         if not is_checkin:
             emit(
                 Checkout(
-                    event_id=new_id(),
+                    event_id=new_id(at),
                     occurred_at=at,
                     room_id=room.room_id,
                     kiosk_id=room.kiosk_id,
@@ -528,7 +529,7 @@ def _simulate(
         reason, own = _deny_reason(room, visit, occupancy, bookings, sessions, closes_at)
         emit(
             Checkin(
-                event_id=new_id(),
+                event_id=new_id(at),
                 occurred_at=at,
                 room_id=room.room_id,
                 kiosk_id=room.kiosk_id,
@@ -570,8 +571,9 @@ class _Traffic:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def new_id(self) -> uuid.UUID:
-        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+    def new_id(self, at: datetime) -> uuid.UUID:
+        """Version 7 (``producers.ids``), carrying the input's time; seeded random bits."""
+        return new_event_id(at, self.rng.getrandbits(128))  # the same draws as before
 
     def emit(self, event: AnyInput) -> None:
         self.out.append((event.occurred_at, len(self.out), event))
@@ -780,7 +782,7 @@ class _Traffic:
             if booking.cancelled_at is not None:
                 self.emit(
                     BookingCancelRequested(
-                        event_id=self.new_id(),
+                        event_id=self.new_id(booking.cancelled_at),
                         occurred_at=booking.cancelled_at,
                         room_id=room.room_id,
                         booking_id=booking.booking_id,
@@ -821,7 +823,7 @@ class _Traffic:
         self.bookings[(room.room_id, day)].append(booking)
         self.emit(
             BookingRequested(
-                event_id=self.new_id(),
+                event_id=self.new_id(requested_at),
                 occurred_at=requested_at,
                 room_id=room.room_id,
                 booking_id=booking.booking_id,
@@ -943,7 +945,7 @@ class _Traffic:
         )
         self.emit(
             SessionScheduled(
-                event_id=self.new_id(),
+                event_id=self.new_id(scheduled_at),
                 occurred_at=scheduled_at,
                 room_id=room.room_id,
                 session_id=session.session_id,
@@ -981,7 +983,7 @@ class _Traffic:
                     waitlist.append(member)
                 self.emit(
                     EnrollmentRequested(
-                        event_id=self.new_id(),
+                        event_id=self.new_id(at),
                         occurred_at=at,
                         room_id=room.room_id,
                         session_id=session.session_id,
@@ -1001,7 +1003,7 @@ class _Traffic:
                 continue
             self.emit(
                 EnrollmentCancelRequested(
-                    event_id=self.new_id(),
+                    event_id=self.new_id(at),
                     occurred_at=at,
                     room_id=room.room_id,
                     session_id=session.session_id,

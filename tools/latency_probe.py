@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from infra.kafka_local import ensure_topics
 from infra.kafka import make_producer, encode
 from infra.settings import Settings, Topics
+from producers.ids import new_event_id
 from producers.client import publish_all, publish_input
 from schemas.inputs import Checkin, Checkout, RoomConfigured
 from tools.service_proc import forget_run_files, metric_lines, refuse_if_serving, service_cwd, stop_at_exit
@@ -25,7 +26,7 @@ async def main():
     await ensure_topics(s)
     now = datetime.now(UTC)
     rooms = [f"l.c{i//20:03d}.r{i%20:02d}" for i in range(R)]
-    await publish_all(s, [RoomConfigured(event_id=uuid.uuid4(), occurred_at=now, room_id=r, center_id=r.rsplit(".",1)[0], name=r, capacity=15, booking_mode="shared", opens="00:00", closes="24:00") for r in rooms])
+    await publish_all(s, [RoomConfigured(event_id=new_event_id(now), occurred_at=now, room_id=r, center_id=r.rsplit(".",1)[0], name=r, capacity=15, booking_mode="shared", opens="00:00", closes="24:00") for r in rooms])
     env = dict(os.environ, SPACES_KAFKA_BOOTSTRAP=s.bootstrap, SPACES_DATABASE_URL=url, SPACES_HOME=f"/tmp/spaces-scale/h{sfx}",
                SPACES_AUTHORITY_GROUP=f"a{sfx}", SPACES_STATISTICS_GROUP=f"s{sfx}",
                **{f"SPACES_TOPIC_{n.upper()}": getattr(topics, n) for n in Topics.model_fields})
@@ -56,9 +57,9 @@ async def main():
         if dt > 0: await asyncio.sleep(dt)
         r = rng.choice(rooms)
         if inside[r] + 2 > 15:
-            ev = Checkout(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), room_id=r, kiosk_id="k", party_size=inside[r]); inside[r] = 0
+            at = datetime.now(UTC); ev = Checkout(event_id=new_event_id(at), occurred_at=at, room_id=r, kiosk_id="k", party_size=inside[r]); inside[r] = 0
         else:
-            ev = Checkin(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), room_id=r, kiosk_id="k", party_size=2); inside[r] += 2
+            at = datetime.now(UTC); ev = Checkin(event_id=new_event_id(at), occurred_at=at, room_id=r, kiosk_id="k", party_size=2); inside[r] += 2
         sent[str(ev.event_id)] = time.perf_counter(); wall[str(ev.event_id)] = time.time()
         await publish_input(prod, s, ev); n += 1
     await asyncio.sleep(3)

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from infra import kafka_local
 from infra.kafka_local import ensure_topics
 from infra.settings import Settings, Topics
+from producers.ids import new_event_id
 from producers.client import publish_all
 from schemas.inputs import Checkin, Checkout, RoomConfigured
 from tools.service_proc import children, cpu_seconds, forget_run_files, metric_lines, refuse_if_serving, service_cwd, stop_at_exit
@@ -37,16 +38,16 @@ def gen():
 def gen_checkins():
     now = datetime.now(UTC)
     rooms = [f"s.c{i//20:03d}.r{i%20:02d}" for i in range(R)]
-    ev = [RoomConfigured(event_id=uuid.uuid4(), occurred_at=now, room_id=r, center_id=r.rsplit(".",1)[0], name=r, capacity=15, booking_mode="shared", opens="00:00", closes="24:00") for r in rooms]
+    ev = [RoomConfigured(event_id=new_event_id(now), occurred_at=now, room_id=r, center_id=r.rsplit(".",1)[0], name=r, capacity=15, booking_mode="shared", opens="00:00", closes="24:00") for r in rooms]
     rng = random.Random(1); inside = dict.fromkeys(rooms, 0)
     for _ in range(N):
         r = rng.choice(rooms); p = rng.randint(1, 3)
         if inside[r] + p > 15 or (inside[r] and rng.random() < 0.4):
             g = min(p, inside[r]) or 1; inside[r] = max(0, inside[r]-g)
-            ev.append(Checkout(event_id=uuid.uuid4(), occurred_at=now, room_id=r, kiosk_id="k", party_size=g))
+            ev.append(Checkout(event_id=new_event_id(), occurred_at=now, room_id=r, kiosk_id="k", party_size=g))
         else:
             inside[r] += p
-            ev.append(Checkin(event_id=uuid.uuid4(), occurred_at=now, room_id=r, kiosk_id="k", party_size=p, member_id=f"m{rng.randint(1,500)}"))
+            ev.append(Checkin(event_id=new_event_id(), occurred_at=now, room_id=r, kiosk_id="k", party_size=p, member_id=f"m{rng.randint(1,500)}"))
     return ev
 
 async def main():
