@@ -2,6 +2,7 @@
 
     python tools/consumer_bench.py [ROOMS] [INPUTS] [--profile authority|statistics] [--memory]
     SEQUENTIAL_IDS=1 python tools/consumer_bench.py ...   # inputs' event ids in increasing order
+    RANDOM_IDS=1 python tools/consumer_bench.py ...       # random (version 4) ids, not version 7
 
 The bench's mixed traffic (``bench.throughput.scenario_inputs``) goes through the real
 service layer, unit of work and SQLite, as the consumer loop calls them: the room
@@ -11,8 +12,10 @@ over the decisions it wrote to the outbox, in batches of
 input (``time.process_time``: SQLite's work included, no waits, no Kafka, no relay), best
 of 3 runs on fresh database files, with the service's cycle collector settings
 (``SPACES_GC_THRESHOLDS``), and the bytes each pass wrote per input (``wchar`` of
-``/proc/self/io``: SQLite's WAL, in the main). ``SEQUENTIAL_IDS=1`` gives the inputs increasing
-event ids instead of random ones: how much the id memory's random-key index writes. Steadier than ``tools/scale_run.py`` on a shared
+``/proc/self/io``: SQLite's WAL, in the main). The inputs' event ids are version 7 UUIDs, as the
+bench's (``producers.ids``); ``RANDOM_IDS=1`` makes them random (version 4): what the id
+memory's index costs when producers ignore the contract's advice. ``SEQUENTIAL_IDS=1`` gives
+them consecutive integers instead. Steadier than ``tools/scale_run.py`` on a shared
 machine, so it is what to compare before and after a change to either consumer.
 """
 
@@ -48,6 +51,7 @@ INPUTS = int(args[1]) if len(args) > 1 else 50_000
 PROFILE = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv else None
 MEMORY = "--memory" in sys.argv
 SEQUENTIAL_IDS = bool(os.environ.get("SEQUENTIAL_IDS"))
+RANDOM_IDS = bool(os.environ.get("RANDOM_IDS"))
 WRITTEN: dict[str, list[int]] = {}
 """Bytes written per input, by pass, one entry per run."""
 
@@ -75,7 +79,7 @@ class Sent:
 def input_records(settings: Settings) -> list[Sent]:
     offsets: dict[str, int] = {}
     records = []
-    for n, event in enumerate(scenario_inputs(layout(ROOMS), INPUTS, 1)):
+    for n, event in enumerate(scenario_inputs(layout(ROOMS), INPUTS, 1, RANDOM_IDS)):
         if SEQUENTIAL_IDS:
             event = event.model_copy(update={"event_id": uuid.UUID(int=(1 << 100) + n)})
         topic = topic_for(settings, event)  # where the kiosks and front ends publish it

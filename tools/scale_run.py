@@ -1,12 +1,15 @@
 """Profiling aid (not a benchmark): R rooms, N check-ins/outs, the whole `spaces run`.
 
-    python tools/scale_run.py ROOMS INPUTS [sqlite|pg] [PARTS]; PROFILE=out.txt adds py-spy; MIXED=1 the bench's mixed traffic.
+    python tools/scale_run.py ROOMS INPUTS [sqlite|pg] [PARTS]; PROFILE=out.txt adds py-spy; MIXED=1 the bench's mixed traffic (RANDOM_IDS=1: with random, version 4, event ids).
 STATS_AFTER=1 (with PARTS=authority,relay,clock): then runs the statistics alone on the decisions
 already published, and prints how fast they fold them with the whole machine to themselves.
 Needs the broker on 127.0.0.1:19092 (`spaces infra up`) and, for pg, infra/postgres.sh.
 SPACES_SERVICE_CWD=<checkout> runs that checkout's service (e.g. a worktree of an older commit: the "before").
 RSS_EVERY=2 prints each service process's RSS every 2 s.
 IDLE=1 (with PROFILE) keeps py-spy's idle samples: how long each loop waited, not only where it worked.
+TIMELINE=1 prints, per half second from the first decision, the decisions and aggregates
+published, then the statistics' progress (folded, aggregates held back) sampled every 0.25 s:
+where the time after the last decision goes.
 KEEP=1 keeps the run's database (dropped at the end otherwise: ~1 GB per 100,000 inputs on SQLite).
 EXTRA_STATS=1 starts a second statistics member beside `spaces run` (`spaces run --only statistics`, nice 10,
 /metrics on 8333): Kafka's own scaling of the statistics, on the same two cores.
@@ -32,7 +35,7 @@ def gen():
     if os.environ.get("MIXED"):  # the bench's traffic (bench/traffic.py): bookings, cancels, capacity changes
         from bench.throughput import scenario_inputs
         from bench.traffic import layout
-        return list(scenario_inputs(layout(R), N, 1))
+        return list(scenario_inputs(layout(R), N, 1, bool(os.environ.get("RANDOM_IDS"))))
     return gen_checkins()
 
 def gen_checkins():
@@ -85,6 +88,16 @@ async def main():
         kids = children(proc.pid) or [str(proc.pid)]
         pspy = [subprocess.Popen(["py-spy", "record", "-r", "50", *(["--idle"] if os.environ.get("IDLE") else []), "-f", "raw", "-o", f"{prof}.{k}", "-p", k], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for k in kids]
         print("profiling", {k: open(f"/proc/{k}/cmdline").read().replace(chr(0), " ")[-40:] for k in kids}, flush=True)
+    if os.environ.get("TIMELINE"):
+        async def sample_statistics():
+            while True:
+                await asyncio.sleep(0.25)
+                try:
+                    seen = dict(line.split(" ", 1) for line in metric_lines(8332, lambda l: l.startswith(("spaces_statistics_records_total", "spaces_usage_aggregates_unpublished"))))
+                except Exception:
+                    continue
+                SAMPLES.append((time.time() * 1000, seen.get("spaces_statistics_records_total", "-").strip(), seen.get("spaces_usage_aggregates_unpublished", "-").strip()))
+        asyncio.get_running_loop().create_task(sample_statistics())
     cons = AIOKafkaConsumer(topics.decisions, topics.usage_monthly, bootstrap_servers=s.bootstrap, auto_offset_reset="earliest", isolation_level="read_committed")
     await cons.start()
     want = len(ev); got = 0; first = None; last = None; lastu = None; t0 = time.time(); lastprog = time.time(); nagg = 0
@@ -93,9 +106,9 @@ async def main():
         for tp, recs in b.items():
             for r in recs:
                 if tp.topic == topics.decisions:
-                    got += 1; first = min(first or r.timestamp, r.timestamp); last = max(last or 0, r.timestamp); lastprog = time.time()
+                    TIMES.append(('d', r.timestamp)); got += 1; first = min(first or r.timestamp, r.timestamp); last = max(last or 0, r.timestamp); lastprog = time.time()
                 else:
-                    nagg += 1; lastu = max(lastu or 0, r.timestamp)
+                    TIMES.append(('a', r.timestamp)); nagg += 1; lastu = max(lastu or 0, r.timestamp)
         if proc.poll() is not None: print("service exited", proc.returncode); break
         if time.time() - lastprog > 60: print("stalled"); break
     # Wait for the last aggregates: the statistics have folded every decision and hold none
@@ -114,7 +127,7 @@ async def main():
         b = await cons.getmany(timeout_ms=500)
         for tp, recs in b.items():
             for r in recs:
-                if tp.topic == topics.usage_monthly: nagg += 1; lastu = max(lastu or 0, r.timestamp); quiet = time.time()
+                if tp.topic == topics.usage_monthly: TIMES.append(('a', r.timestamp)); nagg += 1; lastu = max(lastu or 0, r.timestamp); quiet = time.time()
     await cons.stop()
     # CPU seconds of each service process (utime + stime): where the two cores went.
     kids = children(proc.pid) if proc.poll() is None else []
@@ -135,12 +148,28 @@ async def main():
     end = max(last or 0, lastu or 0)
     tail = f"{(lastu - last) / 1000:.1f}s" if lastu else "-"  # no aggregates without the statistics
     print(f"R={R} N={N} db={DB} decisions={got}/{want} aggs={nagg} span={(end-first)/1000:.1f}s rate={want/((end-first)/1000):.0f}/s decisions-only={want/((last-first)/1000):.0f}/s last-aggregate-after-last-decision={tail} rss={rss}kB wall={time.time()-t0:.0f}s")
+    if os.environ.get("TIMELINE") and TIMES:
+        print_timeline(min(t for _, t in TIMES))
     if os.environ.get("STATS_AFTER"):
         await statistics_alone(s, env, topics, want)
     from bench.common import delete_topics
     await delete_topics(s.bootstrap, [getattr(topics, n) for n in Topics.model_fields])  # the broker's storage would grow run by run
     if not os.environ.get("KEEP"):
         await forget_database(sfx)
+
+
+TIMES = []  # ('d' decision | 'a' aggregate, Kafka timestamp in ms)
+SAMPLES = []  # (ms, statistics records folded, aggregates held back)
+
+
+def print_timeline(t0):
+    import collections
+    bins = collections.Counter((kind, int((t - t0) // 500)) for kind, t in TIMES)
+    for b in range(max(b for _, b in bins) + 1):
+        print(f"{b / 2:5.1f}s  decisions {bins[('d', b)]:6d}  aggregates {bins[('a', b)]:6d}")
+    for at, folded, held in SAMPLES:
+        if at >= t0:
+            print(f"{(at - t0) / 1000:6.2f}s  statistics folded {folded}, aggregates held back {held}")
 
 
 async def print_rss(proc, every):
