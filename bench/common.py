@@ -351,10 +351,13 @@ def git_revision(path: Path) -> dict[str, Any] | None:
                 text=True,
                 timeout=10,
                 check=True,
-            ).stdout.strip()
+            ).stdout
             for command in (["rev-parse", "--short", "HEAD"], ["status", "--porcelain"])
         )
     except (OSError, subprocess.SubprocessError):
         return None
+    # Each line is two status letters, a space and the path: " M docs/x.md". (Stripping the
+    # whole output cut the first path's first letter when its first column was blank.)
     changed = [line[3:] for line in status.splitlines() if line.strip()]
+    head = head.strip()
     return {"path": str(path), "commit": head, "dirty": bool(changed), "changed": changed[:50]}

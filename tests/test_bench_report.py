@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bench.child import Child, cpu_seconds
-from bench.common import other_service_processes, process_age_s
+from bench.common import git_revision, other_service_processes, process_age_s
 from bench.run import _cpu, _tail, cpu_per_input, render
 from bench.throughput import cpu_of_run
 
@@ -176,3 +176,26 @@ def test_a_broker_still_warming_up_in_the_ceiling_run_is_named_in_the_report_hea
     assert any("spent 40 us" in line and "up 400 s" in line for line in header(4.0))
     assert header(1.2) == []  # 12 us: warm
     assert header(None) == []  # no ceiling run (e.g. --only latency)
+
+
+def test_the_report_names_every_changed_file_whole(tmp_path: Path) -> None:
+    """``git status --porcelain`` starts a file changed but not staged with a blank column
+    (" M docs/x.md"); the report once cut that file's first letter ("ocs/x.md")."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "x.md").write_text("one\n")
+    (tmp_path / "y.py").write_text("one\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
+    (tmp_path / "docs" / "x.md").write_text("two\n")  # changed, not staged
+    (tmp_path / "y.py").write_text("two\n")
+    git("add", "y.py")  # changed and staged
+    found = git_revision(tmp_path)
+    assert found is not None
+    assert found["dirty"] is True
+    assert sorted(found["changed"]) == ["docs/x.md", "y.py"]
+    assert len(found["commit"]) >= 7 and "\n" not in found["commit"]
