@@ -6,7 +6,7 @@ in a B-tree (``processed_inputs``, keyed by ``event_id``). Random ids (version 4
 random pages of it, so a batch of 1,000 inputs rewrites about as many index pages (each
 a 4 KiB page in SQLite's WAL); ids that grow with time land together at its end. In
 ``tools/consumer_bench.py 1000 60000`` the authority wrote 2,740 bytes per input with these
-ids against 5,093 with random ones, and used 6-11 % less CPU (``docs/benchmarks.md``).
+ids against 5,093 with random ones, and used 6-13 % less CPU (``docs/benchmarks.md``).
 
 A version 7 id is 48 bits of Unix time in milliseconds, the version, 74 random bits and
 the variant: ids made in the same millisecond are in no particular order among
