@@ -157,6 +157,11 @@ async def test_each_process_serves_health_and_metrics(
         "SPACES_METRICS_PORT": str(port),
         "SPACES_METRICS_INTERVAL_S": "0.3",
         "SPACES_HEALTH_STALE_S": "4",
+        # No clock tick for the room while the counts below are read: a tick is a record
+        # the authority counts (``spaces_batch_records_sum``) and decides nothing. At the
+        # default 30 s, a slow broker let one in (4 records, not 3). The first run of the
+        # tick job finds the room not configured yet; the next is 6 minutes later.
+        "SPACES_CLOCK_INTERVAL_S": "3600",
     }
     log = (tmp_path / "service.log").open("ab")
     supervisor = start(env, log)
