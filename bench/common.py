@@ -223,6 +223,14 @@ class PgDatabases:
         except Exception as error:
             log.warning("could not drop database %s: %r", name, error)
 
+    def server_cpu_seconds(self) -> float | None:
+        """CPU seconds so far of the server, when it runs on this machine (``None``
+        otherwise: not ours to read). Its CPU is not in the service's processes, unlike
+        SQLite's, so the PostgreSQL run's CPU per input names it apart."""
+        if make_url(self.server_url).host not in ("127.0.0.1", "localhost", "::1"):
+            return None
+        return postgres_cpu_seconds()
+
     async def _admin(self, statement: str) -> None:
         import asyncpg  # type: ignore[import-untyped]
 
@@ -239,6 +247,24 @@ class PgDatabases:
             await conn.execute(statement)
         finally:
             await conn.close()
+
+
+def postgres_cpu_seconds(proc: Path = Path("/proc")) -> float | None:
+    """User + system CPU seconds of every ``postgres`` process, with what their exited
+    children used (``cutime``, ``cstime``: the postmaster's reaped backends), so a backend
+    that came and went between two samples counts too; ``None`` if none runs here."""
+    ticks, found = 0, False
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if (entry / "comm").read_text().strip() != "postgres":
+                continue
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+            found = True
+    return ticks / os.sysconf("SC_CLK_TCK") if found else None
 
 
 # --------------------------------------------------------------------------- figures

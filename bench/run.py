@@ -307,6 +307,8 @@ def _cpu(run: dict[str, Any], ceiling: dict[str, Any] | None = None) -> list[Che
     parts = [f"{name} {us:.0f}" for name, us in per_input.items() if us >= 1]
     if cpu.get("broker") is not None:
         parts.append(f"broker {cpu['broker'] / run['inputs'] * 1e6:.0f}")
+    if cpu.get("database") is not None:  # a PostgreSQL server's own; SQLite's is in-process
+        parts.append(f"PostgreSQL {cpu['database'] / run['inputs'] * 1e6:.0f}")
     out = [Check("  CPU per input (its processes)", mine, "us", "-", None, "; ".join(parts))]
     theirs = cpu_per_input(ceiling) if ceiling else None
     if theirs:

@@ -68,8 +68,9 @@ class RunResult:
     rss_mib: list[dict[str, Any]] = field(default_factory=list)
     cpu_s: dict[str, Any] = field(default_factory=dict)
     """CPU seconds from the first decision to the end of the run: ``by_process`` (the
-    consumer's processes), ``consumer`` (their sum) and ``broker`` (the local broker's;
-    None when it is not ours to read)."""
+    consumer's processes), ``consumer`` (their sum), ``broker`` (the local broker's;
+    None when it is not ours to read) and ``database`` (a local PostgreSQL server's, in a
+    PostgreSQL run; else None)."""
     stopped: dict[str, Any] = field(default_factory=dict)
     log_tail: str = ""
 
@@ -148,7 +149,11 @@ async def pre_produced(
         at_first: dict[str, Any] = {}
 
         def first_decided(_: int) -> None:
-            at_first.update(processes=running.cpu_by_process(), broker=broker_cpu_seconds(ctx))
+            at_first.update(
+                processes=running.cpu_by_process(),
+                broker=broker_cpu_seconds(ctx),
+                database=database_cpu_seconds(ctx, backend),
+            )
 
         watcher.at(1, first_decided)
         child.start()
@@ -158,6 +163,8 @@ async def pre_produced(
             child.cpu_by_process() or {},
             at_first.get("broker"),
             broker_cpu_seconds(ctx),
+            at_first.get("database"),
+            database_cpu_seconds(ctx, backend),
         )
         if rss_at:
             rss.append(
@@ -237,23 +244,35 @@ def broker_cpu_seconds(ctx: Context) -> float | None:
     return None if pid is None else children.cpu_seconds(pid)
 
 
+def database_cpu_seconds(ctx: Context, backend: str | None) -> float | None:
+    """CPU seconds so far of the PostgreSQL server of a PostgreSQL run, if it is local."""
+    if backend != "postgresql" or ctx.pg is None:
+        return None
+    return ctx.pg.server_cpu_seconds()
+
+
 def cpu_of_run(
     before: dict[str, float],
     after: dict[str, float],
     broker_before: float | None,
     broker_after: float | None,
+    database_before: float | None = None,
+    database_after: float | None = None,
 ) -> dict[str, Any]:
-    """What ``RunResult.cpu_s`` holds: the CPU seconds each process (and the broker) used
-    between two samples (a process started between them counts from its start)."""
+    """What ``RunResult.cpu_s`` holds: the CPU seconds each process (the broker, the
+    PostgreSQL server) used between two samples (a process started between them counts
+    from its start)."""
     by_process = {name: round(after[name] - before.get(name, 0.0), 2) for name in after}
-    broker = None
-    if broker_before is not None and broker_after is not None:
-        broker = round(broker_after - broker_before, 2)
     return {
         "by_process": by_process,
         "consumer": round(sum(by_process.values()), 2) if by_process else None,
-        "broker": broker,
+        "broker": _spent(broker_before, broker_after),
+        "database": _spent(database_before, database_after),
     }
+
+
+def _spent(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else round(after - before, 2)
 
 
 def _round(value: float | None, digits: int) -> float | None:

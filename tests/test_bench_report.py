@@ -9,7 +9,12 @@ import time
 from pathlib import Path
 
 from bench.child import Child, cpu_seconds
-from bench.common import git_revision, other_service_processes, process_age_s
+from bench.common import (
+    git_revision,
+    other_service_processes,
+    postgres_cpu_seconds,
+    process_age_s,
+)
 from bench.run import _cpu, _tail, cpu_per_input, render
 from bench.throughput import cpu_of_run
 
@@ -64,8 +69,52 @@ def test_cpu_of_run_counts_from_the_first_sample_and_a_process_started_since_fro
         "by_process": {"1 supervisor": 0.25, "2 authority": 8.0, "3 statistics": 4.0},
         "consumer": 12.25,
         "broker": 3.5,
+        "database": None,
     }
-    assert cpu_of_run({}, {}, None, 5.0) == {"by_process": {}, "consumer": None, "broker": None}
+    assert cpu_of_run({}, {}, None, 5.0) == {
+        "by_process": {},
+        "consumer": None,
+        "broker": None,
+        "database": None,
+    }
+    # A PostgreSQL run: the server's CPU between the same two samples, apart.
+    assert cpu_of_run(before, after, None, None, 40.0, 47.25)["database"] == 7.25
+
+
+def test_a_postgresql_runs_cpu_rows_name_the_servers_share_apart() -> None:
+    run = {
+        "status": "done",
+        "inputs": 100_000,
+        "cpu_s": {
+            "by_process": {"12 --only statistics": 9.0, "13 --only authority,relay,clock": 10.0},
+            "consumer": 19.0,
+            "broker": 1.2,
+            "database": 7.4,
+        },
+    }
+    (per_input,) = _cpu(run)
+    # The server's CPU is named, not added: "its processes" are the service's, as on SQLite.
+    assert per_input.value == 190.0
+    assert per_input.note == "statistics 90; authority,relay,clock 100; broker 12; PostgreSQL 74"
+
+
+def test_the_postgresql_servers_cpu_counts_its_processes_and_their_reaped_children(
+    tmp_path: Path,
+) -> None:
+    def process(pid: int, comm: str, utime: int, stime: int, cutime: int, cstime: int) -> None:
+        entry = tmp_path / str(pid)
+        entry.mkdir()
+        (entry / "comm").write_text(comm + "\n")
+        rest = ["S", "1", *["0"] * 9, str(utime), str(stime), str(cutime), str(cstime), "20"]
+        (entry / "stat").write_text(f"{pid} ({comm}) " + " ".join(rest) + "\n")
+
+    tick = os.sysconf("SC_CLK_TCK")
+    assert postgres_cpu_seconds(tmp_path) is None  # no server here
+    process(10, "postgres", 2 * tick, tick, 5 * tick, tick)  # the postmaster: 9 ticks-seconds
+    process(11, "postgres", tick, 0, 0, 0)  # a backend
+    process(12, "java", 50 * tick, 0, 0, 0)  # not a postgres process
+    (tmp_path / "self").mkdir()  # not a process id
+    assert postgres_cpu_seconds(tmp_path) == 10.0
 
 
 def test_a_child_reports_the_cpu_its_processes_really_used(tmp_path: Path) -> None:
