@@ -316,6 +316,11 @@ def _cpu(run: dict[str, Any], ceiling: dict[str, Any] | None = None) -> list[Che
     return out
 
 
+def _of_ceiling(rate: float | None, ceiling: dict[str, Any]) -> float | None:
+    """``rate`` as a multiple of the ceiling run's rate; None when either is missing."""
+    return rate / ceiling["rate"] if rate and ceiling.get("rate") else None
+
+
 def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
     if "error" in scale:
         return [Check("scale scenario", None, "", "runs", False, scale["error"])]
@@ -345,7 +350,7 @@ def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
                 _run_note(eos),
             )
         )
-        eos_ratio = eos_rate / ceiling["rate"] if eos_rate and ceiling.get("rate") else None
+        eos_ratio = _of_ceiling(eos_rate, ceiling)
         out.append(
             Check(
                 "  exactly-once ceiling / ceiling",
@@ -362,7 +367,7 @@ def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
         out.append(Check(f"spaces run, {name} ({label})", rate, "inputs/s", "-", None, note))
         out.extend(_tail(run, "  last aggregate after the last decision"))
         out.extend(_cpu(run, ceiling))
-        ratio = rate / ceiling["rate"] if rate and ceiling.get("rate") else None
+        ratio = _of_ceiling(rate, ceiling)
         passed = None if "skipped" in run else bool(ratio and ratio >= TARGET_RATIO and not note)
         out.append(
             Check(
@@ -389,7 +394,7 @@ def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
             )
         )
         out.extend(_cpu(random_ids, ceiling))
-        ratio = rate / ceiling["rate"] if rate and ceiling.get("rate") else None
+        ratio = _of_ceiling(rate, ceiling)
         out.append(
             Check(
                 "  SQLite, random ids / ceiling", round(ratio, 2) if ratio else None, "x", "-", None
