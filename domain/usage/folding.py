@@ -9,7 +9,7 @@ aggregates whose value changed; ``fold_changes`` does the same without building 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from domain.months import local_month, parse_month, require_aware
@@ -83,6 +83,12 @@ class _Effects:
         for month, part in seconds.items():
             self.add(month, counter, factor * part)
 
+    def grown(self) -> set[str]:
+        """Months where a counter grows: their figures change whatever they were (a
+        counter never falls below 0, so only a positive change is certain), and the fold
+        need not compare them before and after."""
+        return {month for month, deltas in self.counts.items() if max(deltas.values()) > 0}
+
     def changes_rules(self) -> bool:
         return self.config is not None or self.capacity is not None
 
@@ -123,19 +129,45 @@ def _occupancy_effects(
     before the last one adds nothing, and its occupancy counts from the last one's time on.
     """
     since = room.occupied_since
+    zone = ZoneInfo(room.timezone)
     if since is not None and room.occupancy > 0:
         until = max(since, room._closing_before(at)) if closing else at
-        if until > since:
+        if until > since and not _within_local_hour(effects, room, since, until, zone):
             seconds = _split_by_month(since, until, room.timezone)
             effects.add_seconds(seconds, room.occupancy, "person_seconds")
             for month, slots in _split_by_slot(since, until, room.timezone).items():
                 persons = {slot: room.occupancy * part for slot, part in slots.items()}
                 effects.slots.append((month, room.timezone, persons))
     effects.occupied = (occupancy, at if since is None else max(since, at))
-    local = at.astimezone(ZoneInfo(room.timezone))
+    local = at.astimezone(zone)
     month = f"{local.year:04d}-{local.month:02d}"
     effects.room_peaks[month] = (occupancy, local)
     effects.occupancy = (month, occupancy, local)
+
+
+def _within_local_hour(
+    effects: _Effects, room: RoomUsage, since: datetime, until: datetime, zone: ZoneInfo
+) -> bool:
+    """The person-seconds of ``[since, until)`` when it lies within one local hour (most
+    stays between two changes of a room): one slot of one month, from one conversion to
+    local time, as ``_split_by_month`` and ``_split_by_slot`` would split it. False,
+    adding nothing, for a longer stay."""
+    local = since.astimezone(zone)
+    into_hour = timedelta(
+        minutes=local.minute, seconds=local.second, microseconds=local.microsecond
+    )
+    if until - since > _HOUR - into_hour:
+        return False
+    part = round((until - since).total_seconds())
+    if part > 0:
+        month = f"{local.year:04d}-{local.month:02d}"
+        persons = room.occupancy * part
+        effects.add(month, "person_seconds", persons)
+        effects.slots.append((month, room.timezone, {local.weekday() * 24 + local.hour: persons}))
+    return True
+
+
+_HOUR = timedelta(hours=1)
 
 
 def _effects(room: RoomUsage, decision: AnyDecision) -> _Effects:
@@ -242,12 +274,13 @@ def _learnt_capacity(
 
 
 def _changed(
-    state: RoomUsage | CenterUsage, before: dict[str, _Values | None]
+    state: RoomUsage | CenterUsage, before: dict[str, _Values | None], grown: set[str]
 ) -> list[tuple[RoomUsage | CenterUsage, str]]:
-    """The months of ``before`` whose values changed; a closed one is revised."""
+    """The months of ``grown``, and those of ``before`` whose values changed; a closed one
+    is revised."""
     changed: list[tuple[RoomUsage | CenterUsage, str]] = []
-    for month in sorted(before):
-        if state._values(month) == before[month]:
+    for month in sorted(before.keys() | grown):
+        if month not in grown and state._values(month) == before[month]:
             continue
         stats = state.months[month]
         if stats.final:
@@ -335,12 +368,13 @@ def fold_changes(
     candidates = effects.months()
     if effects.changes_rules() or learnt is not None:
         candidates.update(room._open)  # open hours of every open month may change
-    before = {m: room._values(m) for m in candidates}
+    grown = effects.grown()
+    before = {m: room._values(m) for m in candidates if m not in grown}
     _fold_room(room, effects, learnt, decision, candidates)
-    out = _changed(room, before)
+    out = _changed(room, before, grown)
 
     if center is not None:
-        out.extend(_fold_center(center, room.room_id, seed, effects, decision))
+        out.extend(_fold_center(center, room.room_id, seed, effects, decision, grown))
     return out
 
 
@@ -350,13 +384,14 @@ def _fold_center(
     seed: CenterRoom | None,
     effects: _Effects,
     decision: AnyDecision,
+    grown: set[str],
 ) -> list[tuple[RoomUsage | CenterUsage, str]]:
     candidates = effects.months()
     info = center.rooms.get(room_id)
     learnt = None if info is None else _learnt_capacity(effects, info.periods, info.capacities)
     if effects.changes_rules() or learnt is not None or info is None:
         candidates.update(center._open)  # open hours of every open month may change
-    before = {m: center._values(m) for m in candidates}
+    before = {m: center._values(m) for m in candidates if m not in grown}
 
     if info is None:  # a center document younger than the room: learn the room's rules now
         assert seed is not None
@@ -387,7 +422,7 @@ def _fold_center(
     if center.latest is None or decision.decided_at > center.latest:
         center.latest = decision.decided_at
     center._prune(local_month(center.latest, info.timezone))
-    return _changed(center, before)
+    return _changed(center, before, grown)
 
 
 def _close(state: RoomUsage | CenterUsage, month: str) -> None:
