@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -189,13 +190,17 @@ class InlineSession:
             (name, stamp if process is _TIME else process, fixed)
             for name, process, fixed in compiled
         ]
-        params = [
-            tuple(
-                fixed if name is None else row[name] if process is None else process(row[name])
-                for name, process, fixed in binds
-            )
-            for row in rows
+        # Column by column, then zipped into rows: a loop per column costs a fraction of
+        # a generator per row deciding, for each value, what to do with it.
+        columns = [
+            repeat(fixed, len(rows))
+            if name is None
+            else [row[name] for row in rows]
+            if process is None
+            else [process(row[name]) for row in rows]
+            for name, process, fixed in binds
         ]
+        params = list(zip(*columns, strict=True)) if columns else [()] * len(rows)
         driver = self.sync_session.connection().connection.driver_connection
         dbapi = self.bind.dialect.loaded_dbapi
         cursor = driver.cursor()  # type: ignore[union-attr]
