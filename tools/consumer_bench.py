@@ -166,7 +166,7 @@ async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, flo
     if profile:
         profile.disable()
         stats = pstats.Stats(profile).sort_stats(os.environ.get("SORT", "tottime"))
-        stats.print_stats(25)
+        stats.print_stats(int(os.environ.get("TOP", "25")))
         if "--callers" in sys.argv:
             stats.print_callers(sys.argv[sys.argv.index("--callers") + 1])
     async with db.read_session() as session:

@@ -1,14 +1,24 @@
 """Profiling aid (not a benchmark target): the statistics' fold alone, in-process.
 
-    python tools/fold_bench.py [ROOMS] [INPUTS] [--profile]
+    python tools/fold_bench.py [ROOMS] [INPUTS] [--profile] [--decisions FILE [--once]]
 
 Decides the bench's mixed traffic (``bench.throughput.scenario_inputs``) with the domain's
 rules, serializes and parses the decisions as the statistics get them, then times
 ``fold_changes`` over all of them (rooms and centers kept in memory, as the consumer
 does), and ``to_json`` of each state a batch of 2,000 decisions changed (its ``save``), whose
 share it prints apart.
+
+Its times move by about 10 % between runs of the same code on this machine. For a change
+smaller than that, count instructions instead, which repeat exactly: ``--decisions FILE``
+decides the traffic once and keeps the decisions in FILE (pickled; read back when it exists,
+so two checkouts fold the very same decisions), and ``--once`` folds them once. Run the
+same command under valgrind in each checkout and compare the totals, e.g.
+
+    python tools/fold_bench.py 1000 10000 --decisions /tmp/d.pickle   # once, to write FILE
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        python tools/fold_bench.py 1000 10000 --decisions /tmp/d.pickle --once 2>&1 | grep refs
 """
-import sys, time, cProfile, pstats
+import pickle, sys, time, cProfile, pstats
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datetime import UTC, datetime
@@ -20,12 +30,18 @@ from schemas.decisions import DECISION_ADAPTER
 
 ROOMS = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 1000
 INPUTS = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else 100_000
+KEPT = Path(sys.argv[sys.argv.index("--decisions") + 1]) if "--decisions" in sys.argv else None
 rooms: dict = {}
 decisions = []
-for event in scenario_inputs(layout(ROOMS), INPUTS, 1):
-    room, out = decide(rooms.get(event.room_id), event, datetime.now(UTC))
-    rooms[event.room_id] = room
-    decisions += [DECISION_ADAPTER.validate_json(d.model_dump_json()) for d in out]
+if KEPT is not None and KEPT.exists():
+    decisions = pickle.loads(KEPT.read_bytes())
+else:
+    for event in scenario_inputs(layout(ROOMS), INPUTS, 1):
+        room, out = decide(rooms.get(event.room_id), event, datetime.now(UTC))
+        rooms[event.room_id] = room
+        decisions += [DECISION_ADAPTER.validate_json(d.model_dump_json()) for d in out]
+    if KEPT is not None:
+        KEPT.write_bytes(pickle.dumps(decisions))
 
 SAVES = [0.0]
 """Seconds of the last run spent in ``to_json`` (the saves)."""
@@ -57,6 +73,8 @@ def run() -> float:
 if "--profile" in sys.argv:
     profile = cProfile.Profile(); profile.enable(); run(); profile.disable()
     pstats.Stats(profile).sort_stats("tottime").print_stats(18)
+elif "--once" in sys.argv:
+    print(f"{len(decisions)} decisions folded once in {run():.2f} s")
 else:
     times = sorted((run(), SAVES[0]) for _ in range(3))
     total, saves = times[0]
