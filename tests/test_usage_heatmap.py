@@ -363,3 +363,26 @@ def test_splitting_a_stay_by_slot_equals_walking_it_minute_by_minute(
         slots[slot] = slots.get(slot, 0) + 60
         minute += timedelta(minutes=1)
     assert usage_slots._split_by_slot(since, until, tz) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@example(tz="America/New_York", start=66 * 1440 + 7 * 60 + 30, seconds=3600)  # Mar 8, 01:30
+@example(tz="America/New_York", start=303 * 1440 + 5 * 60 + 30, seconds=3600)  # Nov 1, 01:30
+@example(tz="Australia/Lord_Howe", start=94 * 1440 + 14 * 60 + 45, seconds=1800)  # Apr 5
+@example(tz="Asia/Seoul", start=333 * 1440 + 14 * 60 + 59, seconds=61)  # Nov 30, 23:59 KST
+@given(
+    tz=st.sampled_from(["America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]),
+    start=st.integers(0, 60 * 24 * 400),
+    seconds=st.integers(0, 3 * 3600),
+)
+def test_splitting_a_stay_at_once_equals_splitting_it_by_month_and_by_slot(
+    tz: str, start: int, seconds: int
+) -> None:
+    """``_split_stay``'s shortcut for a stay within one local hour (around DST changes and
+    month ends too) gives what the two walks give."""
+    since = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=start, microseconds=start % 7)
+    until = since + timedelta(seconds=seconds)
+    assert usage_slots._split_stay(since, until, tz) == (
+        usage_slots._split_by_month(since, until, tz),
+        usage_slots._split_by_slot(since, until, tz),
+    )

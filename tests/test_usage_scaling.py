@@ -179,7 +179,7 @@ def test_a_check_in_computes_no_open_minutes_of_a_month_it_computed_before(
     calls = work(monkeypatch, 1000, CASES["a check-in"])
     assert {name: n for name, n in calls.items() if name not in PER_STAY} == {}
     # The hour since the last admission lies within one local hour: its slot is added in
-    # one step (``_within_local_hour``), without the walk hour by hour.
+    # one step (``_split_stay``), without the walk hour by hour.
     assert calls["_add_hour_part"] == calls["_add_full_days"] == 0
 
 

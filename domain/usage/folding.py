@@ -9,7 +9,7 @@ aggregates whose value changed; ``fold_changes`` does the same without building 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from domain.months import local_month, parse_month, require_aware
@@ -25,7 +25,7 @@ from domain.usage.month import (
 )
 from domain.usage.periods import CapacityPeriod, OpeningPeriod, _with_capacity, _with_period
 from domain.usage.room import ActiveBooking, RoomUsage
-from domain.usage.slots import _Slots, _split_by_month, _split_by_slot
+from domain.usage.slots import _Slots, _split_by_month, _split_stay
 from schemas.common import parse_hhmm
 from schemas.decisions import (
     AnyDecision,
@@ -129,45 +129,19 @@ def _occupancy_effects(
     before the last one adds nothing, and its occupancy counts from the last one's time on.
     """
     since = room.occupied_since
-    zone = ZoneInfo(room.timezone)
     if since is not None and room.occupancy > 0:
         until = max(since, room._closing_before(at)) if closing else at
-        if until > since and not _within_local_hour(effects, room, since, until, zone):
-            seconds = _split_by_month(since, until, room.timezone)
+        if until > since:
+            seconds, by_slot = _split_stay(since, until, room.timezone)
             effects.add_seconds(seconds, room.occupancy, "person_seconds")
-            for month, slots in _split_by_slot(since, until, room.timezone).items():
+            for month, slots in by_slot.items():
                 persons = {slot: room.occupancy * part for slot, part in slots.items()}
                 effects.slots.append((month, room.timezone, persons))
     effects.occupied = (occupancy, at if since is None else max(since, at))
-    local = at.astimezone(zone)
+    local = at.astimezone(ZoneInfo(room.timezone))
     month = f"{local.year:04d}-{local.month:02d}"
     effects.room_peaks[month] = (occupancy, local)
     effects.occupancy = (month, occupancy, local)
-
-
-def _within_local_hour(
-    effects: _Effects, room: RoomUsage, since: datetime, until: datetime, zone: ZoneInfo
-) -> bool:
-    """The person-seconds of ``[since, until)`` when it lies within one local hour (most
-    stays between two changes of a room): one slot of one month, from one conversion to
-    local time, as ``_split_by_month`` and ``_split_by_slot`` would split it. False,
-    adding nothing, for a longer stay."""
-    local = since.astimezone(zone)
-    into_hour = timedelta(
-        minutes=local.minute, seconds=local.second, microseconds=local.microsecond
-    )
-    if until - since > _HOUR - into_hour:
-        return False
-    part = round((until - since).total_seconds())
-    if part > 0:
-        month = f"{local.year:04d}-{local.month:02d}"
-        persons = room.occupancy * part
-        effects.add(month, "person_seconds", persons)
-        effects.slots.append((month, room.timezone, {local.weekday() * 24 + local.hour: persons}))
-    return True
-
-
-_HOUR = timedelta(hours=1)
 
 
 def _effects(room: RoomUsage, decision: AnyDecision) -> _Effects:

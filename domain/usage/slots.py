@@ -133,6 +133,29 @@ def _add_hour_part(slots: _Slots, local: datetime, start: datetime, stop: dateti
     return stop
 
 
+def _split_stay(
+    starts_at: datetime, ends_at: datetime, tz: str
+) -> tuple[dict[str, int], dict[str, _Slots]]:
+    """``_split_by_month`` and ``_split_by_slot`` of ``[starts_at, ends_at)``, together.
+
+    Most stays between two changes of a room lie within one local hour: one conversion to
+    local time splits those (one month, one slot), without the two walks."""
+    local = starts_at.astimezone(ZoneInfo(tz))
+    into_hour = timedelta(
+        minutes=local.minute, seconds=local.second, microseconds=local.microsecond
+    )
+    if ends_at - starts_at > _HOUR - into_hour:
+        return _split_by_month(starts_at, ends_at, tz), _split_by_slot(starts_at, ends_at, tz)
+    part = round((ends_at - starts_at).total_seconds())
+    if part <= 0:
+        return {}, {}
+    month = f"{local.year:04d}-{local.month:02d}"
+    return {month: part}, {month: {local.weekday() * 24 + local.hour: part}}
+
+
+_HOUR = timedelta(hours=1)
+
+
 @lru_cache(maxsize=4096)
 def _slot_seconds(tz: str, month: str) -> tuple[int, ...]:
     """Seconds each weekday-hour slot lasts in the local ``month`` of ``tz``: the
