@@ -3,6 +3,7 @@
     python tools/consumer_bench.py [ROOMS] [INPUTS] [--profile authority|statistics] [--memory]
     SEQUENTIAL_IDS=1 python tools/consumer_bench.py ...   # inputs' event ids in increasing order
     RANDOM_IDS=1 python tools/consumer_bench.py ...       # random (version 4) ids, not version 7
+    HISTORY=1000000 python tools/consumer_bench.py ...    # ids remembered before, per consumer
 
 The bench's mixed traffic (``bench.throughput.scenario_inputs``) goes through the real
 service layer, unit of work and SQLite, as the consumer loop calls them: the room
@@ -15,7 +16,12 @@ of 3 runs on fresh database files, with the service's cycle collector settings
 ``/proc/self/io``: SQLite's WAL, in the main). The inputs' event ids are version 7 UUIDs, as the
 bench's (``producers.ids``); ``RANDOM_IDS=1`` makes them random (version 4): what the id
 memory's index costs when producers ignore the contract's advice. ``SEQUENTIAL_IDS=1`` gives
-them consecutive integers instead. Steadier than ``tools/scale_run.py`` on a shared
+them consecutive integers instead. ``HISTORY=N`` first stores N ids in each consumer's id
+memory (``processed_inputs``), as 30 days of traffic would have left them: for the room
+authority, ids made the way the inputs' are, over the 30 days before; for the statistics,
+the key ``UsageStatistics.identity`` gives a decision of those days (an ``event_id`` is
+``uuid5``, so random). Not timed; it shows whether a consumer's cost per input grows with
+the ids it remembers. Steadier than ``tools/scale_run.py`` on a shared
 machine, so it is what to compare before and after a change to either consumer.
 """
 
@@ -25,10 +31,12 @@ import tracemalloc
 import os
 import cProfile
 import pstats
+import sqlite3
 import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from pathlib import Path
 
@@ -42,6 +50,8 @@ from entrypoints.service import tune_garbage_collector
 from infra.db import Database, OutboxRow
 from infra.settings import Settings
 from producers.client import topic_for
+from producers.ids import new_event_id
+from schemas.decisions import DECISION_ADAPTER
 from service_layer.processing import Handler, process_batch
 from sqlalchemy import func, select
 
@@ -52,6 +62,7 @@ PROFILE = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv e
 MEMORY = "--memory" in sys.argv
 SEQUENTIAL_IDS = bool(os.environ.get("SEQUENTIAL_IDS"))
 RANDOM_IDS = bool(os.environ.get("RANDOM_IDS"))
+HISTORY = int(os.environ.get("HISTORY", "0"))
 WRITTEN: dict[str, list[int]] = {}
 """Bytes written per input, by pass, one entry per run."""
 
@@ -132,11 +143,30 @@ async def memory_growth(
     tracemalloc.stop()
 
 
+async def remember(db: Database, handler: Handler[Any], identity: Any) -> None:
+    """``HISTORY`` ids in ``handler``'s id memory: ``identity(n, at)`` for the n-th, decided
+    ``at``, over the 30 days before now, oldest first, in the unit of work's own batches."""
+    now = datetime.now(UTC)
+    for start in range(0, HISTORY, 10_000):
+        async with db.unit_of_work(handler.group) as uow:
+            for n in range(start, min(HISTORY, start + 10_000)):
+                at = now - timedelta(days=30) * (1 - n / HISTORY)
+                uow.mark_processed(identity(n, at), "history", 0, n, "0" * 64)
+    # The history's pages into the database file now, not in a checkpoint of the timed pass.
+    with sqlite3.connect(db.settings.database_url.partition(":///")[2]) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
 async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, float, int]:
     settings = Settings(database_url=f"sqlite+aiosqlite:///{directory}/run{run}.db")
     db = Database(settings)
     await db.migrate()
     authority = RoomAuthority(settings)
+    statistics = UsageStatistics(settings)
+    if HISTORY:
+        await remember(
+            db, authority, lambda n, at: str(uuid.uuid4() if RANDOM_IDS else new_event_id(at))
+        )
     profile = cProfile.Profile() if PROFILE else None
     if profile and PROFILE == "authority":
         profile.enable()
@@ -155,7 +185,15 @@ async def once(directory: str, run: int, inputs: list[Sent]) -> tuple[float, flo
         Sent(settings.topics.decisions, 0, offset, "", value.encode())
         for offset, value in enumerate(values)
     ]
-    statistics = UsageStatistics(settings)
+    if HISTORY:
+        template = DECISION_ADAPTER.validate_json(decisions[0].value or b"")
+        await remember(
+            db,
+            statistics,
+            lambda n, at: statistics.identity(
+                template.model_copy(update={"event_id": uuid.uuid4(), "decided_at": at})
+            ),
+        )
     if profile and PROFILE == "statistics":
         profile.enable()
     if MEMORY:

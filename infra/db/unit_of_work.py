@@ -97,12 +97,21 @@ class UnitOfWork:
         self, event_ids: Iterable[str]
     ) -> dict[str, tuple[str | None, str, int, int]]:
         """Of these ids, those decided before: (digest, topic, partition, offset). One
-        query per 500 ids, as ``already_processed``."""
+        query per 500 ids, as ``already_processed``.
+
+        An id ``<order>/<event_id>`` (the statistics', ``decision_identity``) is also
+        found under its bare ``<event_id>``: how the statistics stored their rows before
+        leading them with the time. A decision they counted then, read again after the
+        upgrade (a crash before its offset was committed), must not count twice.
+        """
         ids = list(event_ids)
         processed = _table(ProcessedInput).c
         found: dict[str, tuple[str | None, str, int, int]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
+            named = {ident.rpartition("/")[2]: ident for ident in chunk if "/" in ident}
+            if named:
+                chunk = chunk + list(named)
             rows = await self.session.execute(
                 select(
                     processed.event_id,
@@ -113,7 +122,7 @@ class UnitOfWork:
                 ).where(processed.consumer == self.consumer, processed.event_id.in_(chunk))
             )
             for event_id, digest, topic, partition, offset in rows:
-                found[event_id] = (digest, topic, partition, offset)
+                found[named.get(event_id, event_id)] = (digest, topic, partition, offset)
         return found
 
     def mark_processed(
