@@ -220,7 +220,6 @@ class UsageStatistics:
             self.versions[sid] = 0 if found is None else found.version
 
     def handle(self, uow: UnitOfWork, record: Record, event: AnyDecision) -> None:
-        now = self.clock()
         room = self.rooms[event.room_id]
         self.touched.add(event.room_id)
         center = self.centers[event.center_id] if event.center_id else None
@@ -230,7 +229,7 @@ class UsageStatistics:
             changed = fold_changes(room, center, event)
         except ValueError as error:
             reason = f"cannot count decision: {error}"
-            dead_letter(uow, self.settings, record, reason, self.group, now)
+            dead_letter(uow, self.settings, record, reason, self.group, self.clock())
             changed = []
         self.changed.add(scope_id("room", event.room_id))
         if center is not None:

@@ -140,3 +140,38 @@ def test_the_module_names_the_key_it_documents() -> None:
         later.model_copy(update={"decided_at": later.decided_at + timedelta(milliseconds=1)})
     ) > decision_identity(later)
     assert uuid.UUID(decision_identity(later).rpartition("/")[2]) == later.event_id
+
+
+async def test_a_decision_the_fold_refuses_is_dead_lettered_and_the_others_counted(
+    db: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one path of ``UsageStatistics.handle`` that reads the clock: the dead letter's
+    ``received_at`` is the statistics' time, the reason names the fold's error."""
+    decided = decisions()
+    refused = decided[6]
+    fold_changes = statistics_module.fold_changes
+
+    def refusing(room: object, center: object, decision: Decision) -> object:
+        if decision.event_id == refused.event_id:
+            raise ValueError("a month the fold cannot place")
+        return fold_changes(room, center, decision)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(statistics_module, "fold_changes", refusing)
+    at = datetime(2026, 11, 10, 1, 2, 3, tzinfo=UTC)
+    statistics = UsageStatistics(settings_for(database_url, 0), clock=lambda: at)
+    await fold(db, statistics, as_records(decided))
+    async with db.session() as session:
+        letters = list(
+            await session.scalars(
+                select(OutboxRow.value).where(
+                    OutboxRow.topic == statistics.settings.topics.dead_letters
+                )
+            )
+        )
+    assert len(letters) == 1
+    letter = json.loads(letters[0])
+    assert letter["reason"] == "cannot count decision: a month the fold cannot place"
+    assert letter["offset"] == 6
+    assert datetime.fromisoformat(letter["received_at"]) == at
+    # Every decision, the refused one too, is remembered: none is read twice.
+    assert len(await remembered(db, statistics.group)) == len(decided)
