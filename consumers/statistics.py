@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any
 
@@ -44,6 +44,8 @@ from service_layer.processing import Record, dead_letter, describe_validation_er
 log = logging.getLogger(__name__)
 
 UsageState = RoomUsage | CenterUsage
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 CLOSE_ATTEMPTS = 5
 AGGREGATES_PER_TRANSACTION = 250
 """Aggregates one transaction writes at most: the rest of a publishing go in the next
@@ -68,7 +70,9 @@ def decision_identity(decision: AnyDecision) -> str:
     before this key are found under the bare ``event_id``
     (``UnitOfWork.processed_digests``).
     """
-    return f"{int(decision.decided_at.timestamp() * 1000):012x}/{decision.event_id}"
+    # Exact milliseconds (``timestamp() * 1000`` rounds some whole milliseconds down by one).
+    ms = (decision.decided_at - _EPOCH) // _MILLISECOND
+    return f"{ms:012x}/{decision.event_id}"
 
 
 def scope_id(scope: str, ident: str) -> str:

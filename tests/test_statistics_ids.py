@@ -53,6 +53,15 @@ def test_the_keys_sort_as_the_times_the_decisions_were_decided(
         assert ka < kb
 
 
+def test_the_key_carries_the_exact_millisecond() -> None:
+    """``timestamp() * 1000`` gives 1084665021471 for this instant (a float a hair under);
+    the key must not, or keys of the same millisecond would sort by their random ids."""
+    decision = decisions(rooms=1, parties=1)[0].model_copy(
+        update={"decided_at": datetime(2004, 5, 15, 23, 50, 21, 472000, tzinfo=UTC)}
+    )
+    assert decision_identity(decision).startswith(f"{1_084_665_021_472:012x}/")
+
+
 async def remembered(db: Database, group: str) -> list[str]:
     async with db.session() as session:
         return list(
