@@ -19,8 +19,11 @@ sweep     20,000 mixed inputs over 10, 1,000 and 10,000 rooms, ``spaces run`` on
           the 10,000-room rate within 30 % of the 10-room rate.
 capacity  ``decide(room, RoomCapacityChanged, now)`` on a room holding 10,000 future
           bookings, in a child with a 120 s limit (target < 1 s).
+history   both consumers in-process (``tools/consumer_bench.py``, no Kafka), 20,000 mixed
+          inputs over 1,000 rooms, with an empty id memory and with 1,000,000 ids
+          remembered first: CPU per input and the ratio (informational; flat is 1.0).
 
-    .venv/bin/python -m bench.run [--quick] [--only scale,latency,sweep,capacity]
+    .venv/bin/python -m bench.run [--quick] [--only scale,latency,sweep,capacity,history]
         [--service-cwd DIR] [--no-postgres] [--output artifacts/bench.json]
 
 The figures are printed as a table (value, target, pass/fail) and written to
@@ -58,6 +61,7 @@ from bench.common import (
     postgres_server,
 )
 from bench.context import Context
+from bench.history import history_cost
 from bench.latency import kiosk_latency
 from bench.throughput import RunResult, pre_produced
 from bench.traffic import SEED, centers, layout
@@ -66,7 +70,7 @@ from infra.settings import Settings
 log = logging.getLogger("bench")
 
 OUTPUT = Path("artifacts/bench.json")
-SCENARIOS = ("scale", "latency", "sweep", "capacity")
+SCENARIOS = ("scale", "latency", "sweep", "capacity", "history")
 LATENCY_TARGETS = (
     ("ceiling", "ceiling loop"),
     ("ceiling-eos", "exactly-once ceiling loop"),
@@ -101,6 +105,9 @@ class Sizes:
     bookings: int
     capacity_timeout_s: float
     max_run_s: float
+    history_rooms: int
+    history_inputs: int
+    histories: tuple[int, ...]
 
 
 FULL = Sizes(
@@ -115,6 +122,9 @@ FULL = Sizes(
     bookings=10_000,
     capacity_timeout_s=120.0,
     max_run_s=900.0,
+    history_rooms=1000,
+    history_inputs=20_000,
+    histories=(0, 1_000_000),
 )
 QUICK = Sizes(
     scale_rooms=100,
@@ -128,6 +138,9 @@ QUICK = Sizes(
     bookings=2_000,
     capacity_timeout_s=60.0,
     max_run_s=240.0,
+    history_rooms=100,
+    history_inputs=2_000,
+    histories=(0, 50_000),
 )
 
 
@@ -211,6 +224,24 @@ async def capacity(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     return result
 
 
+async def history(ctx: Context, sizes: Sizes) -> dict[str, Any]:
+    result = await asyncio.to_thread(
+        history_cost,
+        ctx.service_cwd,
+        sizes.history_rooms,
+        sizes.history_inputs,
+        sizes.histories,
+        sizes.max_run_s,
+    )
+    for run in result["runs"]:
+        say(
+            f"  history/{run['history']:,} ids remembered: {run['status']}, "
+            f"room authority {run.get('authority_us')} us/input, "
+            f"statistics {run.get('statistics_us')} us/decision {run.get('detail', '')}"
+        )
+    return result
+
+
 def describe(result: RunResult) -> str:
     text = f"{result.status}, {result.inputs} inputs"
     if result.rate is not None:
@@ -226,6 +257,7 @@ async def run_all(ctx: Context, sizes: Sizes, only: Sequence[str]) -> dict[str, 
         "latency": latency,
         "sweep": sweep,
         "capacity": capacity,
+        "history": history,
     }
     figures: dict[str, Any] = {}
     for name in SCENARIOS:
@@ -255,6 +287,8 @@ def checks(figures: dict[str, Any], sizes: Sizes) -> list[Check]:
         out += sweep_checks(figures["sweep"])
     if "capacity" in figures:
         out += capacity_checks(figures["capacity"], sizes)
+    if "history" in figures:
+        out += history_checks(figures["history"])
     return out
 
 
@@ -554,6 +588,51 @@ def capacity_checks(result: dict[str, Any], sizes: Sizes) -> list[Check]:
             note or f"{result.get('conflicting_bookings')} conflicting bookings listed",
         ),
     ]
+
+
+def history_checks(result: dict[str, Any]) -> list[Check]:
+    """Informational: what each consumer costs per input with N ids remembered, and the
+    ratio of the longest memory's to the empty one's (1.0 is flat in history)."""
+    if "error" in result:
+        return [Check("id memory", None, "", "runs", False, result["error"])]
+    runs = result.get("runs", [])
+    out: list[Check] = []
+    for run in runs:
+        done = run.get("status") == "done"
+        where = (
+            f"id memory: {run['history']:,} ids remembered, "
+            f"{result.get('mixed_inputs', 0):,} mixed inputs over {result.get('rooms', 0):,} rooms"
+        )
+        note = "" if done else f"{run.get('status')}: {run.get('detail')}"
+        written = run.get("bytes_per_input") or {}
+        out += [
+            Check(f"{where}: room authority", run.get("authority_us"), "us/input", "-", None, note),
+            Check("  statistics", run.get("statistics_us"), "us/decision", "-", None),
+            Check(
+                "  bytes the statistics wrote per decision (SQLite's WAL, mostly)",
+                written.get("statistics"),
+                "B",
+                "-",
+                None,
+                f"room authority: {written.get('authority')} per input" if written else "",
+            ),
+        ]
+    if len(runs) >= 2 and all(run.get("status") == "done" for run in runs):
+        empty, longest = runs[0], runs[-1]
+        for name, key in (("room authority", "authority_us"), ("statistics", "statistics_us")):
+            ratio = (
+                round(longest[key] / empty[key], 2) if longest.get(key) and empty.get(key) else None
+            )
+            out.append(
+                Check(
+                    f"  {name}: {longest['history']:,} ids remembered / {empty['history']:,}",
+                    ratio,
+                    "x",
+                    "-",
+                    None,
+                )
+            )
+    return out
 
 
 # --------------------------------------------------------------------------- report

@@ -15,7 +15,8 @@ from bench.common import (
     postgres_cpu_seconds,
     process_age_s,
 )
-from bench.run import _cpu, _tail, cpu_per_input, render
+from bench.history import history_cost
+from bench.run import _cpu, _tail, cpu_per_input, history_checks, render
 from bench.throughput import cpu_of_run
 
 
@@ -248,3 +249,54 @@ def test_the_report_names_every_changed_file_whole(tmp_path: Path) -> None:
     assert found["dirty"] is True
     assert sorted(found["changed"]) == ["docs/x.md", "y.py"]
     assert len(found["commit"]) >= 7 and "\n" not in found["commit"]
+
+
+def _history_run(history: int, authority: float, statistics: float, written: int) -> dict:
+    return {
+        "status": "done",
+        "history": history,
+        "authority_us": authority,
+        "statistics_us": statistics,
+        "bytes_per_input": {"authority": 1_800, "statistics": written},
+    }
+
+
+def test_the_id_memory_rows_give_each_consumers_cost_and_the_ratio_to_an_empty_memory() -> None:
+    rows = history_checks(
+        {
+            "rooms": 1000,
+            "mixed_inputs": 20_000,
+            "runs": [
+                _history_run(0, 80.0, 77.0, 1_251),
+                _history_run(1_000_000, 80.0, 93.5, 9_260),
+            ],
+        }
+    )
+    by_figure = {row.figure.strip(): row for row in rows}
+    ratio = by_figure["statistics: 1,000,000 ids remembered / 0"]
+    assert (ratio.value, ratio.unit, ratio.passed) == (1.21, "x", None)  # informational
+    assert by_figure["room authority: 1,000,000 ids remembered / 0"].value == 1.0
+    written = [row.value for row in rows if row.unit == "B"]
+    assert written == [1_251, 9_260]
+    assert rows[0].figure.startswith("id memory: 0 ids remembered, 20,000 mixed inputs")
+
+
+def test_a_failed_id_memory_run_is_named_and_gives_no_ratio() -> None:
+    failed = {"status": "timeout", "history": 1_000_000, "detail": "no answer in 900s"}
+    rows = history_checks(
+        {"rooms": 10, "mixed_inputs": 100, "runs": [_history_run(0, 1, 1, 1), failed]}
+    )
+    assert not [row for row in rows if row.unit == "x"]
+    assert any("timeout: no answer in 900s" in row.note for row in rows)
+
+
+def test_the_id_memory_scenario_measures_the_checkout_it_is_given(tmp_path: Path) -> None:
+    """A tiny run of the real tool in this checkout; a directory without the service's code
+    is refused, not measured with the bench's own code."""
+    repo = Path(__file__).resolve().parents[1]
+    result = history_cost(repo, rooms=10, inputs=100, histories=(0, 500), timeout_s=120)
+    assert [run["status"] for run in result["runs"]] == ["done", "done"]
+    assert [run["history"] for run in result["runs"]] == [0, 500]
+    assert all(run["statistics_us"] > 0 and run["authority_us"] > 0 for run in result["runs"])
+    elsewhere = history_cost(tmp_path, rooms=10, inputs=100, histories=(0,), timeout_s=120)
+    assert elsewhere["runs"][0]["status"] == "crashed"

@@ -4,6 +4,7 @@
     SEQUENTIAL_IDS=1 python tools/consumer_bench.py ...   # inputs' event ids in increasing order
     RANDOM_IDS=1 python tools/consumer_bench.py ...       # random (version 4) ids, not version 7
     HISTORY=1000000 python tools/consumer_bench.py ...    # ids remembered before, per consumer
+    RUNS=1 python tools/consumer_bench.py ... --json      # one run (best of 3 otherwise); a JSON line last
 
 The bench's mixed traffic (``bench.throughput.scenario_inputs``) goes through the real
 service layer, unit of work and SQLite, as the consumer loop calls them: the room
@@ -27,6 +28,7 @@ machine, so it is what to compare before and after a change to either consumer.
 
 import asyncio
 import gc
+import json
 import tracemalloc
 import os
 import cProfile
@@ -40,7 +42,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# After the script's own directory (or, run by ``bench/history.py`` with ``-c``, after the
+# measured checkout it runs in, so that checkout's code is what it measures).
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 
 from bench.throughput import scenario_inputs
 from bench.traffic import layout
@@ -63,6 +67,8 @@ MEMORY = "--memory" in sys.argv
 SEQUENTIAL_IDS = bool(os.environ.get("SEQUENTIAL_IDS"))
 RANDOM_IDS = bool(os.environ.get("RANDOM_IDS"))
 HISTORY = int(os.environ.get("HISTORY", "0"))
+RUNS = int(os.environ.get("RUNS", "3"))
+JSON = "--json" in sys.argv
 WRITTEN: dict[str, list[int]] = {}
 """Bytes written per input, by pass, one entry per run."""
 
@@ -221,7 +227,7 @@ async def main() -> None:
     tune_garbage_collector(Settings())  # as a service process does (SPACES_GC_THRESHOLDS)
     results = []
     with tempfile.TemporaryDirectory() as directory:
-        for run in range(1 if PROFILE or MEMORY else 3):
+        for run in range(1 if PROFILE or MEMORY else RUNS):
             results.append(await once(directory, run, inputs))
     decided = min(r[0] for r in results)
     counted = min(r[1] for r in results)
@@ -232,7 +238,26 @@ async def main() -> None:
         f"room authority {decided / len(inputs) * 1e6:.1f} us/input, "
         f"statistics {statistics} ({decisions} decisions)"
     )
-    print("bytes written per input:", {name: min(sizes) for name, sizes in WRITTEN.items()})
+    written = {name: min(sizes) for name, sizes in WRITTEN.items()}
+    print("bytes written per input:", written)
+    if JSON:  # for ``bench/history.py``: one line, last
+        import domain
+
+        print(
+            json.dumps(
+                {
+                    "rooms": ROOMS,
+                    "inputs": len(inputs),
+                    "decisions": decisions,
+                    "history": HISTORY,
+                    "runs": len(results),
+                    "authority_us": round(decided / len(inputs) * 1e6, 1),
+                    "statistics_us": None if MEMORY else round(counted / decisions * 1e6, 1),
+                    "bytes_per_input": written,
+                    "code": str(Path(domain.__file__).resolve().parents[1]),
+                }
+            )
+        )
 
 
 asyncio.run(main())

@@ -1,0 +1,72 @@
+"""Cost per input against the ids the consumers remember: ``tools/consumer_bench.py`` as a
+child in the measured checkout, once with an empty id memory and once with a long one.
+
+Every other scenario starts on an empty database, so none of them sees a cost that grows with
+the ids remembered (30 days of them in a service that has been running). This one stores
+them first (``HISTORY=N``) and runs the same traffic through both consumers in-process,
+without Kafka: the room authority, then the statistics over its decisions, on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.capacity import RUNNER
+from bench.common import REPO
+
+TOOL = REPO / "tools" / "consumer_bench.py"
+RUNS = 3
+"""Runs of the tool's passes per figure, the best kept: one run moved by 25 % here."""
+
+
+def history_cost(
+    service_cwd: Path, rooms: int, inputs: int, histories: tuple[int, ...], timeout_s: float
+) -> dict[str, Any]:
+    """One run of the tool per number of ids remembered, in ``histories``' order."""
+    out: dict[str, Any] = {"rooms": rooms, "mixed_inputs": inputs, "runs": []}
+    for history in histories:
+        result = _one(service_cwd, rooms, inputs, history, timeout_s)
+        out["runs"].append(result)
+        if result["status"] != "done":
+            break
+    return out
+
+
+def _one(
+    service_cwd: Path, rooms: int, inputs: int, history: int, timeout_s: float
+) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACES_")}
+    env |= {"HISTORY": str(history), "RUNS": str(RUNS)}
+    command = [sys.executable, "-c", RUNNER, str(TOOL), str(rooms), str(inputs), "--json"]
+    started = time.perf_counter()
+    failed = {"history": history, "wall_s": None}
+    try:
+        done = subprocess.run(
+            command,
+            cwd=service_cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return failed | {"status": "timeout", "detail": f"no answer in {timeout_s:.0f}s"}
+    wall_s = round(time.perf_counter() - started, 1)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+        return failed | {"status": "crashed", "detail": f"exit {done.returncode}: {tail}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if Path(result.get("code", "")).resolve() != service_cwd.resolve():
+        return failed | {
+            "status": "crashed",
+            "detail": f"measured the code in {result.get('code')}, not in {service_cwd}",
+        }
+    return result | {"status": "done", "wall_s": wall_s}
