@@ -21,7 +21,8 @@ capacity  ``decide(room, RoomCapacityChanged, now)`` on a room holding 10,000 fu
           bookings, in a child with a 120 s limit (target < 1 s).
 history   both consumers in-process (``tools/consumer_bench.py``, no Kafka), 20,000 mixed
           inputs over 1,000 rooms, with an empty id memory and with 1,000,000 ids
-          remembered first: CPU per input and the ratio (informational; flat is 1.0).
+          remembered first, twice alternating: CPU per input and the ratio (informational;
+          flat is 1.0).
 
     .venv/bin/python -m bench.run [--quick] [--only scale,latency,sweep,capacity,history]
         [--service-cwd DIR] [--no-postgres] [--output artifacts/bench.json]

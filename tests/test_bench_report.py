@@ -298,5 +298,11 @@ def test_the_id_memory_scenario_measures_the_checkout_it_is_given(tmp_path: Path
     assert [run["status"] for run in result["runs"]] == ["done", "done"]
     assert [run["history"] for run in result["runs"]] == [0, 500]
     assert all(run["statistics_us"] > 0 and run["authority_us"] > 0 for run in result["runs"])
+    # Two rounds, alternating; each figure the best of its rounds.
+    assert [run["history"] for run in result["every_run"]] == [0, 500, 0, 500]
+    for best in result["runs"]:
+        rounds = [run for run in result["every_run"] if run["history"] == best["history"]]
+        assert best["statistics_us"] == min(run["statistics_us"] for run in rounds)
+        assert best["authority_us"] == min(run["authority_us"] for run in rounds)
     elsewhere = history_cost(tmp_path, rooms=10, inputs=100, histories=(0,), timeout_s=120)
     assert elsewhere["runs"][0]["status"] == "crashed"
