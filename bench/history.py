@@ -9,20 +9,15 @@ without Kafka: the room authority, then the statistics over its decisions, on SQ
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.capacity import RUNNER
 from bench.common import REPO
+from bench.probe import run_probe
 
 TOOL = REPO / "tools" / "consumer_bench.py"
 RUNS = 3
-"""Runs of the tool's passes per figure, the best kept: one run moved by 25 % here."""
+"""Runs of the tool's passes per figure, the best kept: single runs moved by tens of percent."""
 
 
 ROUNDS = 2
@@ -65,32 +60,20 @@ def history_cost(
 def _one(
     service_cwd: Path, rooms: int, inputs: int, history: int, timeout_s: float
 ) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACES_")}
-    env |= {"HISTORY": str(history), "RUNS": str(RUNS)}
-    command = [sys.executable, "-c", RUNNER, str(TOOL), str(rooms), str(inputs), "--json"]
-    started = time.perf_counter()
-    failed = {"history": history, "wall_s": None}
-    try:
-        done = subprocess.run(
-            command,
-            cwd=service_cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return failed | {"status": "timeout", "detail": f"no answer in {timeout_s:.0f}s"}
-    wall_s = round(time.perf_counter() - started, 1)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
-        return failed | {"status": "crashed", "detail": f"exit {done.returncode}: {tail}"}
-    result: dict[str, Any] = json.loads(lines[-1])
-    if Path(result.get("code", "")).resolve() != service_cwd.resolve():
+    outcome = run_probe(
+        TOOL,
+        [str(rooms), str(inputs), "--json"],
+        service_cwd,
+        timeout_s,
+        env={"HISTORY": str(history), "RUNS": str(RUNS)},
+    )
+    failed = {"history": history, "wall_s": outcome.wall_s}
+    if outcome.status != "done":
+        return failed | {"status": outcome.status, "detail": outcome.detail}
+    code = outcome.result.get("code", "")
+    if Path(code).resolve() != service_cwd.resolve():
         return failed | {
             "status": "crashed",
-            "detail": f"measured the code in {result.get('code')}, not in {service_cwd}",
+            "detail": f"measured the code in {code}, not in {service_cwd}",
         }
-    return result | {"status": "done", "wall_s": wall_s}
+    return outcome.result | {"status": "done", "wall_s": outcome.wall_s}

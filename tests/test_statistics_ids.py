@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -60,6 +61,17 @@ def test_the_key_carries_the_exact_millisecond() -> None:
         update={"decided_at": datetime(2004, 5, 15, 23, 50, 21, 472000, tzinfo=UTC)}
     )
     assert decision_identity(decision).startswith(f"{1_084_665_021_472:012x}/")
+
+
+async def dead_letters(db: Database, statistics: UsageStatistics) -> list[dict[str, Any]]:
+    """The dead letters the statistics put in the outbox, parsed."""
+    async with db.session() as session:
+        values = await session.scalars(
+            select(OutboxRow.value).where(
+                OutboxRow.topic == statistics.settings.topics.dead_letters
+            )
+        )
+        return [json.loads(value) for value in values]
 
 
 async def remembered(db: Database, group: str) -> list[str]:
@@ -129,16 +141,9 @@ async def test_a_re_sent_decision_with_other_content_is_still_dead_lettered(
     assert isinstance(original, CheckinAdmitted)
     altered = original.model_copy(update={"party_size": original.party_size + 1})
     await fold(db, statistics, [Rec("decisions", len(records), altered)])
-    async with db.session() as session:
-        letters = list(
-            await session.scalars(
-                select(OutboxRow.value).where(
-                    OutboxRow.topic == statistics.settings.topics.dead_letters
-                )
-            )
-        )
+    letters = await dead_letters(db, statistics)
     assert len(letters) == 1
-    assert str(original.event_id) in json.loads(letters[0])["reason"]
+    assert str(original.event_id) in letters[0]["reason"]
 
 
 def test_the_module_names_the_key_it_documents() -> None:
@@ -169,16 +174,9 @@ async def test_a_decision_the_fold_refuses_is_dead_lettered_and_the_others_count
     at = datetime(2026, 11, 10, 1, 2, 3, tzinfo=UTC)
     statistics = UsageStatistics(settings_for(database_url, 0), clock=lambda: at)
     await fold(db, statistics, as_records(decided))
-    async with db.session() as session:
-        letters = list(
-            await session.scalars(
-                select(OutboxRow.value).where(
-                    OutboxRow.topic == statistics.settings.topics.dead_letters
-                )
-            )
-        )
+    letters = await dead_letters(db, statistics)
     assert len(letters) == 1
-    letter = json.loads(letters[0])
+    (letter,) = letters
     assert letter["reason"] == "cannot count decision: a month the fold cannot place"
     assert letter["offset"] == 6
     assert datetime.fromisoformat(letter["received_at"]) == at
