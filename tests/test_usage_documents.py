@@ -222,3 +222,46 @@ def test_rooms_with_the_same_hours_share_one_entry_of_the_center_document() -> N
     assert CenterUsage.from_json(document).aggregate("2026-11", NOW).open_hours == (
         100 * 30 * 9 + 200 * 30 * 13
     )
+
+
+def test_a_center_document_follows_its_rooms_after_each_save() -> None:
+    """The center keeps its rooms' grouping between saves: a room added or changed after
+    a save is in the next document, as a center read from scratch writes it."""
+    from tests.test_usage_occupancy import capacity_changed
+
+    center = CenterUsage(CENTER)
+    rooms = {room_id: RoomUsage(room_id) for room_id in (ROOM_A, ROOM_B)}
+    fold(rooms[ROOM_A], center, configured(kst(10, 1), room=ROOM_A), NOW)
+    saved = center.to_json()
+    # A room the center learns from a check-in (its configuration was folded without it).
+    fold(rooms[ROOM_B], None, configured(kst(10, 1), room=ROOM_B), NOW)
+    fold(rooms[ROOM_B], center, admitted(kst(10, 2, 10), 1, 1, "m2", room=ROOM_B), NOW)
+    document = center.to_json()
+    assert [group["ids"] for group in document["rooms"]] == [[ROOM_A, ROOM_B]]
+    assert document != saved
+    fold(rooms[ROOM_B], center, capacity_changed(kst(10, 5, 12), 7, room=ROOM_B), NOW)
+    document = center.to_json()  # a room's rules changed: two groups now
+    assert [(group["ids"], group["capacities"]) for group in document["rooms"]] == [
+        ([ROOM_A], [["2026-10-01", 20]]),
+        ([ROOM_B], [["2026-10-01", 20], ["2026-10-05", 7]]),
+    ]
+    fold(rooms[ROOM_A], center, admitted(kst(10, 6, 10), 2, 2, "m1", room=ROOM_A), NOW)
+    document = center.to_json()
+    assert document["occupancy"] == {ROOM_A: 2, ROOM_B: 1}
+    assert document == CenterUsage.from_json(json.loads(json.dumps(document))).to_json()
+
+
+def test_a_months_members_are_written_sorted_however_they_came() -> None:
+    """The sorted members a save wrote are kept and added to: the next save lists the new
+    ones in order too, and a set changed directly is sorted again."""
+    room = RoomUsage.from_json(json.loads(json.dumps(ROOM_A_V1)))
+    members = ["m9", "m3", "m1", "m7", "m3", "m0"]
+    for hour, member in enumerate(members):
+        fold(room, None, admitted(kst(11, 10, 10 + hour), 1, 1, member), NOW)
+        written = room.to_json()["months"]["2026-11"]["members"]
+        assert written == sorted({"m1", *members[: hour + 1]})
+    november = room.months["2026-11"]
+    assert november.members is not None
+    november.members.add("m5")
+    assert room.to_json()["months"]["2026-11"]["members"] == ["m0", "m1", "m3", "m5", "m7", "m9"]
+    assert november.unique_members == 5  # ``add_member`` counts; a direct change does not

@@ -107,6 +107,11 @@ class _KindSums:
         return not self.changes and self.rooms == 0 and self.capacity == 0
 
 
+_RoomGroupKey = tuple[str, tuple[OpeningPeriod, ...], tuple[CapacityPeriod, ...]]
+_RoomGroup = tuple[str, tuple[OpeningPeriod, ...], tuple[CapacityPeriod, ...], list[str]]
+"""Rooms sharing a time zone, hours and capacities in a center's document, and their ids."""
+
+
 @dataclass
 class CenterUsage:
     """Usage state of one center: sums over its rooms, a union of their members.
@@ -146,6 +151,10 @@ class CenterUsage:
     (and no other room's)."""
     _prunable_days: list[int] = field(default_factory=list, init=False, repr=False, compare=False)
     """The keys of ``_prunable``, sorted."""
+    _groups: list[_RoomGroup] | None = field(default=None, init=False, repr=False, compare=False)
+    """The rooms grouped as the document writes them, until a room is added or its rules
+    change: a center's every save wrote them, and grouping its rooms by their hours and
+    capacities cost as much as the rest of its document."""
 
     def __post_init__(self) -> None:
         self._open = _open_months(self.months)
@@ -200,6 +209,7 @@ class CenterUsage:
     # the sums over the rooms
 
     def _add_room(self, room_id: str, room: CenterRoom) -> None:
+        self._groups = None
         self._occupancy += room.occupancy
         self._count_rules(room, 1)
         self._index(room_id, room, add=True)
@@ -214,6 +224,7 @@ class CenterUsage:
         timezone: str | None = None,
     ) -> None:
         """Change one room's hours, capacities or time zone, and the sums by its difference."""
+        self._groups = None
         self._count_rules(room, -1)
         self._index(room_id, room, add=False)
         if periods is not None:
@@ -270,16 +281,14 @@ class CenterUsage:
     def to_json(self) -> dict[str, Any]:
         """Rooms with the same time zone, hours and capacities share one entry; only the
         occupancies that are not 0 are written."""
-        groups: dict[
-            tuple[str, tuple[OpeningPeriod, ...], tuple[CapacityPeriod, ...]], list[str]
-        ] = {}
-        occupancy: dict[str, int] = {}
-        for room_id in sorted(self.rooms):
-            room = self.rooms[room_id]
-            key = (room.timezone, tuple(room.periods), tuple(room.capacities))
-            groups.setdefault(key, []).append(room_id)
-            if room.occupancy:
-                occupancy[room_id] = room.occupancy
+        groups = self._groups
+        if groups is None:
+            grouped: dict[_RoomGroupKey, list[str]] = {}
+            for room_id in sorted(self.rooms):
+                room = self.rooms[room_id]
+                key = (room.timezone, tuple(room.periods), tuple(room.capacities))
+                grouped.setdefault(key, []).append(room_id)
+            groups = self._groups = [(*key, ids) for key, ids in grouped.items()]
         return {
             "version": STATE_VERSION,
             "scope": "center",
@@ -289,11 +298,15 @@ class CenterUsage:
                     "timezone": tz,
                     "periods": [p.to_json() for p in periods],
                     "capacities": [c.to_json() for c in capacities],
-                    "ids": ids,
+                    "ids": list(ids),
                 }
-                for (tz, periods, capacities), ids in groups.items()
+                for tz, periods, capacities, ids in groups
             ],
-            "occupancy": occupancy,
+            "occupancy": {
+                room_id: room.occupancy
+                for room_id in sorted(self.rooms)
+                if (room := self.rooms[room_id]).occupancy
+            },
             "months": _months_to_json(self.months),
             "latest": None if self.latest is None else self.latest.isoformat(),
         }

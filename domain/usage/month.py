@@ -9,7 +9,7 @@ the cutoff of opening periods (``_period_cutoff``), from those lists.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -81,6 +81,10 @@ class MonthUsage:
     slots_counted: bool = True
     """False for a month read from a document written before slots were kept (version 3
     or older): its heatmap would miss what came before, so it has none."""
+    _sorted_members: list[str] | None = field(default=None, init=False, repr=False, compare=False)
+    """``members`` sorted, as the documents list them, kept in step by ``add_member`` once
+    computed: a center's month has hundreds of members, and sorting them again for every
+    save cost more than the rest of the center's document (``_members_json``)."""
     _cells: list[float] | None = field(default=None, init=False, repr=False, compare=False)
     """The heatmap's 168 cells, kept up to date by ``add_slots`` once computed: an
     aggregate copies them instead of dividing and rounding 168 cells each time."""
@@ -94,8 +98,21 @@ class MonthUsage:
     def add_member(self, member_id: str) -> None:
         if self.members is None:
             return
-        self.members.add(member_id)
+        if member_id not in self.members:
+            self.members.add(member_id)
+            if self._sorted_members is not None:
+                insort(self._sorted_members, member_id)
         self.unique_members = len(self.members)
+
+    def _members_json(self) -> list[str] | None:
+        """``members`` sorted: from the kept list while it has every member (a set
+        changed other than by ``add_member`` is sorted again)."""
+        if self.members is None:
+            return None
+        kept = self._sorted_members
+        if kept is None or len(kept) != len(self.members):
+            kept = self._sorted_members = sorted(self.members)
+        return list(kept)
 
     def add_slots(self, month: str, tz: str, slots: _Slots) -> None:
         """Add person-seconds to the slots of ``tz``: O(slots given), at most 168."""
@@ -138,7 +155,7 @@ class MonthUsage:
             "counts": dict(zip(COUNTERS, map(self.counts.get, COUNTERS, _ZEROS), strict=True)),
             "peak_occupancy": self.peak_occupancy,
             "peak_at": None if self.peak_at is None else self.peak_at.isoformat(),
-            "members": None if self.members is None else sorted(self.members),
+            "members": self._members_json(),
             "unique_members": self.unique_members,
             "open_minutes": self.open_minutes,
             "capacity_minutes": self.capacity_minutes,
@@ -286,7 +303,7 @@ def _prune_members(
     oldest_kept = add_months(reference_month, -MEMBER_SET_RETENTION_MONTHS)
     drop = bisect_left(with_members, oldest_kept)
     for month in with_members[:drop]:
-        months[month].members = None
+        months[month].members = months[month]._sorted_members = None
     del with_members[:drop]
 
 
