@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from domain.capacity import Policy, Room, Unprocessable, decide
+from domain.capacity.clock import next_tick_due
 from infra import tick_signature
 from infra.db import RoomRow, UnitOfWork, utcnow
 from infra.observability import DECISIONS, METRICS
@@ -93,6 +94,9 @@ class RoomAuthority:
         self.rooms: dict[str, Room | None] = {}
         """Rooms of the owned partitions; None for a room not configured yet."""
         self.versions: dict[str, int] = {}
+        self.tick_due: dict[str, datetime] = {}
+        """The ``tick_due_at`` this member last wrote for each room it keeps (absent: not
+        known, e.g. read from the database)."""
         self.touched: set[str] = set()
         """Rooms the batch in flight handled (dropped if it rolls back)."""
         self.decided: dict[str, int] = {}
@@ -194,7 +198,7 @@ class RoomAuthority:
             answered.add(requested)
             uow.remember_booking_id(room_id, requested)
         room = self.rooms[room_id] = decided_by
-        if not decisions and _fingerprint(room) == before:
+        if not decisions and _fingerprint(room) == before and not self._due_passed(room_id, now):
             return  # a tick with nothing to do
         topics = self.settings.topics
         for decision in decisions:
@@ -225,6 +229,13 @@ class RoomAuthority:
                 },
             )
 
+    def _due_passed(self, room_id: str, now: datetime) -> bool:
+        """Whether the room's stored tick due time has come (or is not known): then even a
+        tick with nothing to do writes the room, with its next due time, or the clock
+        would tick it again and again."""
+        due = self.tick_due.get(room_id)
+        return self.rooms.get(room_id) is not None and (due is None or due <= now)
+
     async def save(self, uow: UnitOfWork) -> None:
         # ``occupancy`` is compacted: its readers want each room's latest figure, so a
         # batch writes one message per room it changed, after the decisions.
@@ -238,6 +249,7 @@ class RoomAuthority:
                 continue
             version = self.versions[room_id] + 1
             self.versions[room_id] = version
+            due = self.tick_due[room_id] = next_tick_due(room, self.clock(), self.policy)
             rows.append(
                 {
                     "room_id": room_id,
@@ -248,6 +260,7 @@ class RoomAuthority:
                     "decisions": count,
                     "updated_at": now,
                     "version": version,
+                    "tick_due_at": due,
                 }
             )
         await uow.save_states(RoomRow, rows)
@@ -264,6 +277,7 @@ class RoomAuthority:
             for room_id in list(self.rooms)[:excess]:
                 del self.rooms[room_id]
                 del self.versions[room_id]
+                self.tick_due.pop(room_id, None)
 
     def skipped(self, event: AnyInput) -> None:
         """Nothing to do: a decision is in the outbox with the batch that made it."""
@@ -282,6 +296,7 @@ class RoomAuthority:
         for room_id in dropped:
             self.rooms.pop(room_id, None)
             self.versions.pop(room_id, None)
+            self.tick_due.pop(room_id, None)
         self.touched.clear()
         self.decided.clear()
         self.gauges.clear()

@@ -1,6 +1,8 @@
 """The clock: time-driven decisions go through the log like every other input.
 
-An APScheduler job appends a ``clock.tick`` per room to the ``capacity`` topic.
+An APScheduler job appends a ``clock.tick`` to the ``capacity`` topic for each room whose
+tick is due (``rooms.tick_due_at``, which the room authority writes with the room:
+``domain.capacity.clock.next_tick_due``), at most once per ``clock_interval_s`` for a room.
 The room authority turns it into no-show releases and the closing check-out, so
 those decisions are made by the room's one owner, in order, and recorded once.
 The tick's ``event_id`` is derived from the room and the time slot, and a tick
@@ -13,23 +15,28 @@ ticks ahead of its own clock (a scheduler whose clock runs fast).
 from __future__ import annotations
 
 import logging
-import zlib
+import time
 from datetime import datetime
 from uuid import UUID, uuid5
 
 from aiokafka import AIOKafkaProducer
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from infra.db import Database, RoomRow, utcnow
 from infra.kafka import make_producer
+from infra.observability import METRICS
 from infra.settings import Settings
 from producers.client import publish_input
 from schemas.inputs import ClockTick
 
 log = logging.getLogger(__name__)
 SLICES = 10
-"""Runs of the tick job per interval; each ticks a tenth of the rooms."""
+"""Runs of the tick job per interval: a room falls due at most this long before its tick."""
+TICKS_PER_RUN = 2_000
+"""Rooms one run ticks at most, those due longest first: the rooms of a city that close at
+the same minute (or every room of a database written before due times were kept) are
+ticked over several runs, not in one burst ahead of kiosks' inputs."""
 _TICK_NAMESPACE = UUID("3f0b9d52-0c5e-4e61-9a3c-7f1f6f3b2d44")
 
 
@@ -48,31 +55,50 @@ class Clock:
         self.db = db
         self.producer: AIOKafkaProducer | None = None
         self.scheduler = AsyncIOScheduler(timezone=settings.timezone)
+        self.ticked: dict[str, float] = {}
+        """Rooms ticked within the last interval (``time.monotonic()`` of the tick): until
+        the room authority has decided a tick and written the room's next due time, the
+        room stays due, and is not ticked again before the interval is over."""
 
-    async def room_ids(self) -> list[str]:
+    async def due_room_ids(self, now: datetime) -> list[str]:
+        """Rooms whose tick is due at ``now`` (or not known), due longest first."""
+        due = RoomRow.tick_due_at
+        query = (
+            select(RoomRow.room_id)
+            .where(or_(due.is_(None), due <= now))
+            .order_by(due.asc().nulls_first(), RoomRow.room_id)
+            .limit(TICKS_PER_RUN + len(self.ticked))
+        )
         async with self.db.read_session() as session:
-            return list(await session.scalars(select(RoomRow.room_id).order_by(RoomRow.room_id)))
+            return list(await session.scalars(query))
 
     async def tick(self, now: datetime | None = None) -> int:
-        """Append a tick for one slice of the rooms; returns how many were sent.
+        """Append a tick for each room due (not ticked within the interval, at most
+        ``TICKS_PER_RUN``); returns how many were sent.
 
-        The job runs ``SLICES`` times per interval and each run ticks the rooms of one
-        slice (by a hash of the id): every room is ticked once per interval, and a
-        city's thousands of ticks do not arrive in one burst ahead of kiosks' inputs.
+        The job runs ``SLICES`` times per interval. A room is due when a tick can change
+        it (a no-show, a closing, history to forget) and at least once a day: a room with
+        nothing happening is not ticked every interval, so the ticks grow with what the
+        rooms hold, not with how many rooms there are.
         """
         if self.producer is None:
             return 0
         now = now or utcnow()
         interval = self.settings.clock_interval_s
-        current = int(now.timestamp() // (interval / SLICES)) % SLICES
-        rooms = [r for r in await self.room_ids() if zlib.crc32(r.encode()) % SLICES == current]
+        started = time.monotonic()
+        self.ticked = {r: at for r, at in self.ticked.items() if started - at < interval}
+        due = [r for r in await self.due_room_ids(now) if r not in self.ticked]
+        rooms = due[:TICKS_PER_RUN]
         futures = [
             await publish_input(self.producer, self.settings, tick_for(room_id, now, interval))
             for room_id in rooms
         ]
         for future in futures:
             await future
-        log.debug("clock ticked", extra={"rooms": len(rooms)})
+        self.ticked.update(dict.fromkeys(rooms, started))
+        METRICS.inc("clock_ticks_total", len(rooms))
+        METRICS.set("clock_rooms_due", len(due))
+        log.debug("clock ticked", extra={"rooms": len(rooms), "due": len(due)})
         return len(rooms)
 
     async def start(self) -> None:

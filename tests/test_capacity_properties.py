@@ -34,6 +34,7 @@ from domain.capacity import (
     decide,
     max_concurrent,
 )
+from domain.capacity.clock import TICKED_AT_LEAST_EVERY, next_tick_due
 from domain.capacity.holds import Overlaps, Overload
 from domain.rebuild import apply as rebuild
 from domain.rebuild import comparable, seen_booking_id
@@ -370,7 +371,26 @@ class World:
             self.twins[event.room_id] = restored
             if isinstance(event, ClockTick):
                 self.check_after_tick(after, event.occurred_at)
+            self.check_tick_due(after)
         return decisions
+
+    def check_tick_due(self, room: Room) -> None:
+        """(l) The clock ticks a room only once it is due: a tick at any instant before
+        ``next_tick_due`` decides and changes nothing, and one at it changes something
+        (unless it is only the daily net)."""
+        due = next_tick_due(Room.from_json(room.to_json()), self.now, POLICY)
+        before = room.to_json()
+        instants = {self.now, self.now + (due - self.now) / 2, due - timedelta(microseconds=1)}
+        for at in sorted(t for t in instants if self.now <= t < due):
+            copy = Room.from_json(before)
+            tick = ClockTick(event_id=uuid4(), occurred_at=at, room_id=room.room_id)
+            _, decisions = decide(copy, tick, self.now, POLICY)
+            assert decisions == [] and copy.to_json() == before, (at, due, decisions)
+        if due < self.now + TICKED_AT_LEAST_EVERY:
+            copy = Room.from_json(before)
+            tick = ClockTick(event_id=uuid4(), occurred_at=due, room_id=room.room_id)
+            _, decisions = decide(copy, tick, self.now, POLICY)
+            assert decisions or copy.to_json() != before, ("nothing was due", due)
 
     def check_decisions(
         self,

@@ -199,6 +199,10 @@ class StartIndex(Generic[T]):
         ]
         return [item for _, item in sorted(found, key=lambda entry: entry[0])]
 
+    def first_end(self) -> datetime | None:
+        """The earliest end of an item still indexed (``pop_ended``'s next one)."""
+        return self._by_end[0][0] if self._by_end else None
+
     def pop_ended(self, horizon: datetime) -> list[T]:
         """Remove and return the items that ended at or before ``horizon``."""
         ended: list[T] = []

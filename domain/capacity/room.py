@@ -485,6 +485,41 @@ class Room:
                 released.append(booking)
         return released
 
+    def next_no_show_deadline(self, grace: timedelta) -> datetime | None:
+        """When ``release_no_shows`` will next release a booking: the earliest start plus
+        ``grace`` of the bookings that may still be no-shows. Drops from the index the
+        bookings that no longer can (checked in, cancelled, replaced), as a release would."""
+        waiting = self._index().unattended
+        while waiting:
+            starts_at, _, _, booking = waiting[0]
+            if (
+                booking.holds_room
+                and not booking.checked_in
+                and self.bookings.get(booking.booking_id) is booking
+            ):
+                return starts_at + grace
+            heappop(waiting)
+        return None
+
+    def first_end(self) -> datetime | None:
+        """The earliest end of the bookings and sessions kept (``forget_ended``'s next)."""
+        index = self._index()
+        ends = [end for end in (index.bookings.first_end(), index.sessions.first_end()) if end]
+        return min(ends) if ends else None
+
+    def next_closing_after(self, instant: datetime) -> datetime | None:
+        """The first closing strictly after ``instant`` (``latest_closing`` returns it from
+        then on); None for a room open around the clock, which never closes."""
+        opens, closes, tz = self._hours()
+        if closes % opening_hours.MINUTES_PER_DAY == opens:
+            return None  # every opening meets the next one
+        day = instant.astimezone(tz).date()
+        ends = (
+            opening_hours.opening_window(day + timedelta(days=shift), opens, closes, tz)[1]
+            for shift in range(-1, 3)
+        )
+        return min(end for end in ends if end > instant)
+
     def forget_ended(self, horizon: datetime) -> None:
         """Drop the bookings and sessions that ended at or before ``horizon``."""
         index = self._index()

@@ -50,6 +50,11 @@ class RoomRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Bumped by every write; a write expecting an older version fails (see ``StaleState``)."""
+    tick_due_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+    """When a clock tick can next change the room (``next_tick_due``); the clock ticks
+    only the rooms due. None: not known yet (a row written before migration 0008)."""
 
 
 class ProcessedInput(Base):
