@@ -11,6 +11,8 @@ TIMELINE=1 prints, per half second from the first decision, the decisions and ag
 published, then the statistics' progress (folded, aggregates held back) sampled every 0.25 s:
 where the time after the last decision goes.
 KEEP=1 keeps the run's database (dropped at the end otherwise: ~1 GB per 100,000 inputs on SQLite).
+IDLE_S=60 then leaves the service running with no traffic for 60 s, and prints what it did meanwhile:
+the records appended to `capacity` (the clock's ticks) and each process's CPU seconds.
 EXTRA_STATS=1 starts a second statistics member beside `spaces run` (`spaces run --only statistics`, nice 10,
 /metrics on 8333): Kafka's own scaling of the statistics, on the same two cores.
 """
@@ -139,6 +141,8 @@ async def main():
         if waits:
             print(f"port {port}:", "; ".join(waits), flush=True)
     rss = open(f"/proc/{proc.pid}/status").read().split("VmRSS:")[1].split()[0] if proc.poll() is None else "?"
+    if os.environ.get("IDLE_S") and proc.poll() is None:
+        await idle(s, topics, proc, float(os.environ["IDLE_S"]))
     for p in pspy or ():
         p.send_signal(2); p.wait()
     if extra:
@@ -170,6 +174,23 @@ def print_timeline(t0):
     for at, folded, held in SAMPLES:
         if at >= t0:
             print(f"{(at - t0) / 1000:6.2f}s  statistics folded {folded}, aggregates held back {held}")
+
+
+async def idle(s, topics, proc, seconds):
+    """The service left running without traffic: the clock's ticks (records appended to
+    `capacity`, which nothing else writes now) and each process's CPU, over `seconds`."""
+    reader = AIOKafkaConsumer(bootstrap_servers=s.bootstrap)
+    await reader.start()
+    partitions = [TopicPartition(topics.capacity, p) for p in range(s.partitions)]
+    kids = children(proc.pid)
+    names = {k: open(f"/proc/{k}/cmdline").read().split(chr(0))[-2] for k in kids}
+    cpu_before = {k: cpu_seconds(k) for k in kids}
+    before = sum((await reader.end_offsets(partitions)).values())
+    await asyncio.sleep(seconds)
+    appended = sum((await reader.end_offsets(partitions)).values()) - before
+    cpu = {names[k]: round(cpu_seconds(k) - cpu_before[k], 2) for k in kids}
+    await reader.stop()
+    print(f"idle {seconds:.0f}s: {appended} records appended to capacity (clock ticks, {appended / seconds:.1f}/s); cpu seconds by process {cpu}", flush=True)
 
 
 async def print_rss(proc, every):
