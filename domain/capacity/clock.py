@@ -36,9 +36,10 @@ def next_tick_due(room: Room, after: datetime, policy: Policy) -> datetime:
     no_show = room.next_no_show_deadline(policy.no_show_grace)
     if no_show is not None:
         due.append(no_show)
-    if room.last_closing is None:
-        if room.latest_closing(after) is not None:
-            due.append(after)  # a closing has passed that the room has not recorded
+    if room.never_closes():
+        pass
+    elif room.last_closing is None:
+        due.append(after)  # a closing has passed that the room has not recorded
     else:
         closing = room.next_closing_after(room.last_closing)
         if closing is not None:

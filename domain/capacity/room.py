@@ -241,6 +241,11 @@ class Room:
     """The center's name, if its configuration gave one (shown by dashboards)."""
     _held: _HoldIndex | None = field(default=None, init=False, repr=False, compare=False)
     """Derived from ``bookings`` and ``sessions`` on demand; not part of the state."""
+    _closing_after: tuple[tuple[datetime, str, str, str], datetime | None] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    """The last answer of ``next_closing_after`` and what it depends on: the room authority
+    asks it at every save of the room, for the same last closing all day."""
 
     def __post_init__(self) -> None:
         self._tracked()
@@ -507,18 +512,27 @@ class Room:
         ends = [end for end in (index.bookings.first_end(), index.sessions.first_end()) if end]
         return min(ends) if ends else None
 
+    def never_closes(self) -> bool:
+        """Open around the clock: every opening meets the next (``latest_closing`` is None)."""
+        return parse_hhmm(self.closes) % opening_hours.MINUTES_PER_DAY == parse_hhmm(self.opens)
+
     def next_closing_after(self, instant: datetime) -> datetime | None:
         """The first closing strictly after ``instant`` (``latest_closing`` returns it from
         then on); None for a room open around the clock, which never closes."""
+        key = (instant, self.opens, self.closes, self.timezone)
+        if self._closing_after is not None and self._closing_after[0] == key:
+            return self._closing_after[1]
         opens, closes, tz = self._hours()
-        if closes % opening_hours.MINUTES_PER_DAY == opens:
-            return None  # every opening meets the next one
-        day = instant.astimezone(tz).date()
-        ends = (
-            opening_hours.opening_window(day + timedelta(days=shift), opens, closes, tz)[1]
-            for shift in range(-1, 3)
-        )
-        return min(end for end in ends if end > instant)
+        closing: datetime | None = None
+        if not self.never_closes():
+            day = instant.astimezone(tz).date()
+            ends = (
+                opening_hours.opening_window(day + timedelta(days=shift), opens, closes, tz)[1]
+                for shift in range(-1, 3)
+            )
+            closing = min(end for end in ends if end > instant)
+        self._closing_after = (key, closing)
+        return closing
 
     def forget_ended(self, horizon: datetime) -> None:
         """Drop the bookings and sessions that ended at or before ``horizon``."""
