@@ -7,12 +7,17 @@ those short sequences seldom do (history forgotten two days after it ended, the 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from domain.capacity import KEEP_HISTORY, Policy, Room, decide
 from domain.capacity.clock import TICKED_AT_LEAST_EVERY, next_tick_due
 from schemas.decisions import CheckinAdmitted
 from tests.test_capacity_rules import NOW, book, checkin, kst, new_room, only, run, tick
+from tests.test_opening_hours import DAYS, MINUTES, ZONES
 
 POLICY = Policy()
 MOMENT = timedelta(microseconds=1)
@@ -68,3 +73,35 @@ def test_closings_missed_while_the_service_was_down_make_the_room_due_at_once() 
     run(room, tick(three_days_later, "club"), three_days_later)
     assert room.last_closing == kst(22, day=22)
     assert next_tick_due(room, three_days_later, POLICY) == kst(22, day=23)
+
+
+def hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    DAYS,
+    st.integers(min_value=0, max_value=1439),
+    MINUTES,
+    ZONES,
+    st.integers(min_value=0, max_value=3 * 1440),
+)
+def test_the_next_closing_is_the_first_that_latest_closing_returns(
+    day: date, opens: int, closes: int, tz: ZoneInfo, offset: int
+) -> None:
+    """DST included: from the next closing on, ``latest_closing`` returns it; just before
+    it, nothing after the instant asked about."""
+    assume(closes != opens)
+    room = new_room(opens=hhmm(opens), closes=hhmm(closes), timezone=tz.key)
+    instant = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(minutes=offset)
+    closing = room.next_closing_after(instant)
+    if closing is None:
+        assert room.never_closes()
+        assert room.latest_closing(instant + timedelta(days=2)) is None
+        return
+    assert closing > instant
+    assert room.latest_closing(closing) == closing
+    before = room.latest_closing(closing - MOMENT)
+    assert before is None or before <= instant
+    assert room.next_closing_after(instant) == closing  # the kept answer is the same
