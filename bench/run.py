@@ -19,12 +19,16 @@ sweep     20,000 mixed inputs over 10, 1,000 and 10,000 rooms, ``spaces run`` on
           the 10,000-room rate within 30 % of the 10-room rate.
 capacity  ``decide(room, RoomCapacityChanged, now)`` on a room holding 10,000 future
           bookings, in a child with a 120 s limit (target < 1 s).
+national  28,000 rooms (about the public resources GongyuNuri lists) and 100,000 mixed
+          inputs, ``spaces run`` on SQLite: that it finishes, its rate, CPU and RSS, against
+          the scale scenario's 1,000 rooms (informational: the issue names no target).
 history   both consumers in-process (``tools/consumer_bench.py``, no Kafka), 20,000 mixed
           inputs over 1,000 rooms, with an empty id memory and with 1,000,000 ids
           remembered first, twice alternating: CPU per input and the ratio (informational;
           flat is 1.0).
 
-    .venv/bin/python -m bench.run [--quick] [--only scale,latency,sweep,capacity,history]
+    .venv/bin/python -m bench.run [--quick]
+        [--only scale,latency,sweep,national,capacity,history]
         [--service-cwd DIR] [--no-postgres] [--output artifacts/bench.json]
 
 The figures are printed as a table (value, target, pass/fail) and written to
@@ -71,7 +75,7 @@ from infra.settings import Settings
 log = logging.getLogger("bench")
 
 OUTPUT = Path("artifacts/bench.json")
-SCENARIOS = ("scale", "latency", "sweep", "capacity", "history")
+SCENARIOS = ("scale", "latency", "sweep", "national", "capacity", "history")
 LATENCY_TARGETS = (
     ("ceiling", "ceiling loop"),
     ("ceiling-eos", "exactly-once ceiling loop"),
@@ -103,6 +107,8 @@ class Sizes:
     rates: tuple[int, int]
     sweep_inputs: int
     sweep_rooms: tuple[int, ...]
+    national_rooms: int
+    national_inputs: int
     bookings: int
     capacity_timeout_s: float
     max_run_s: float
@@ -120,6 +126,8 @@ FULL = Sizes(
     rates=(200, 1000),
     sweep_inputs=20_000,
     sweep_rooms=(10, 1000, 10_000),
+    national_rooms=28_000,
+    national_inputs=100_000,
     bookings=10_000,
     capacity_timeout_s=120.0,
     max_run_s=900.0,
@@ -136,6 +144,8 @@ QUICK = Sizes(
     rates=(200, 1000),
     sweep_inputs=2_000,
     sweep_rooms=(10, 100, 1000),
+    national_rooms=2_000,
+    national_inputs=2_000,
     bookings=2_000,
     capacity_timeout_s=60.0,
     max_run_s=240.0,
@@ -200,6 +210,24 @@ async def sweep(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     return out
 
 
+async def national(ctx: Context, sizes: Sizes) -> dict[str, Any]:
+    """The whole service with every room of a national portal, each configured first."""
+    rooms = layout(sizes.national_rooms)
+    inputs = len(rooms) + sizes.national_inputs
+    result = await pre_produced(
+        ctx,
+        "national",
+        "service",
+        rooms,
+        sizes.national_inputs,
+        SEED + sizes.national_rooms,
+        "sqlite",
+        (len(rooms), inputs),
+    )
+    say(f"  national/{len(rooms)} rooms: {describe(result)}")
+    return {"rooms": len(rooms), "mixed_inputs": sizes.national_inputs, "run": result.as_dict()}
+
+
 async def latency(ctx: Context, sizes: Sizes) -> dict[str, Any]:
     out: dict[str, Any] = {"rooms": sizes.latency_rooms, "window_s": sizes.latency_s}
     for target, _ in LATENCY_TARGETS:
@@ -257,6 +285,7 @@ async def run_all(ctx: Context, sizes: Sizes, only: Sequence[str]) -> dict[str, 
         "scale": scale,
         "latency": latency,
         "sweep": sweep,
+        "national": national,
         "capacity": capacity,
         "history": history,
     }
@@ -286,6 +315,8 @@ def checks(figures: dict[str, Any], sizes: Sizes) -> list[Check]:
         out += latency_checks(figures["latency"])
     if "sweep" in figures:
         out += sweep_checks(figures["sweep"])
+    if "national" in figures:
+        out += national_checks(figures["national"], figures.get("scale"))
     if "capacity" in figures:
         out += capacity_checks(figures["capacity"], sizes)
     if "history" in figures:
@@ -561,6 +592,67 @@ def sweep_checks(sweep: dict[str, Any]) -> list[Check]:
                 "x",
                 f"{1 - TARGET_SWEEP_SPREAD:.1f}..{1 + TARGET_SWEEP_SPREAD:.1f}",
                 ok and ratio is not None and abs(ratio - 1) <= TARGET_SWEEP_SPREAD,
+            )
+        )
+    return out
+
+
+def national_checks(national: dict[str, Any], scale: dict[str, Any] | None) -> list[Check]:
+    """Informational: the national-scale run, and how it compares with the scale
+    scenario's SQLite run of 1,000 rooms (rate, CPU per input) when both ran."""
+    if "error" in national:
+        return [Check("national scale", None, "", "runs", False, national["error"])]
+    run = national.get("run", {})
+    rooms, mixed = national.get("rooms", 0), national.get("mixed_inputs", 0)
+    note = _run_note(run)
+    out = [
+        Check(
+            f"national scale: {rooms:,} rooms, {mixed:,} mixed inputs "
+            f"+ {rooms:,} room.configured (SQLite)",
+            run.get("rate"),
+            "inputs/s",
+            "-",
+            None,
+            note,
+        )
+    ]
+    out.extend(_tail(run, "  last aggregate after the last decision"))
+    usage = run.get("usage") or {}
+    if usage.get("aggregates_read") is not None:
+        out.append(
+            Check(
+                "  usage-monthly aggregates sent",
+                usage["aggregates_read"],
+                "",
+                "-",
+                None,
+                "" if usage.get("caught_up") else "they do not add up to the decisions",
+            )
+        )
+    scale = scale or {}
+    out.extend(_cpu(run, scale.get("ceiling")))
+    small = scale.get("sqlite") or {}
+    if not note and small.get("status") == "done":
+        ratio = (
+            round(run["rate"] / small["rate"], 2) if run.get("rate") and small.get("rate") else None
+        )
+        out.append(Check(f"  rate / scale run's ({small['rooms']:,} rooms)", ratio, "x", "-", None))
+        theirs, mine = cpu_per_input(small), cpu_per_input(run)
+        if theirs and mine:
+            out.append(
+                Check(
+                    f"  CPU per input / scale run's ({small['rooms']:,} rooms)",
+                    round(mine / theirs, 2),
+                    "x",
+                    "-",
+                    None,
+                )
+            )
+    samples = {s["decided"]: s["rss_mib"] for s in run.get("rss_mib", []) if not s.get("final")}
+    for decided in sorted(samples):
+        out.append(
+            Check(
+                f"  RSS of spaces run after {decided:,} decided", samples[decided], "MiB", "-", None
             )
         )
     return out

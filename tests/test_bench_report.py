@@ -16,7 +16,7 @@ from bench.common import (
     process_age_s,
 )
 from bench.history import history_cost
-from bench.run import _cpu, _tail, cpu_per_input, history_checks, render
+from bench.run import _cpu, _tail, cpu_per_input, history_checks, national_checks, render
 from bench.throughput import cpu_of_run
 
 
@@ -306,3 +306,64 @@ def test_the_id_memory_scenario_measures_the_checkout_it_is_given(tmp_path: Path
         assert best["authority_us"] == min(run["authority_us"] for run in rounds)
     elsewhere = history_cost(tmp_path, rooms=10, inputs=100, histories=(0,), timeout_s=120)
     assert elsewhere["runs"][0]["status"] == "crashed"
+
+
+def _service_run(rooms: int, inputs: int, rate: float, consumer_cpu: float) -> dict:
+    return {
+        "status": "done",
+        "target": "service",
+        "rooms": rooms,
+        "inputs": inputs,
+        "rate": rate,
+        "seconds": inputs / rate,
+        "decisions_seconds": inputs / rate - 2.5,
+        "cpu_s": {"by_process": {"1 --only statistics": consumer_cpu}, "consumer": consumer_cpu},
+        "usage": {"caught_up": True, "aggregates_read": 90_000},
+        "rss_mib": [
+            {"decided": 28_000, "rss_mib": 300.0},
+            {"decided": 128_000, "rss_mib": 520.5},
+            {"decided": 128_000, "rss_mib": 530.0, "final": True},
+        ],
+    }
+
+
+def test_the_national_rows_compare_the_run_with_the_scale_scenarios() -> None:
+    national = {
+        "rooms": 28_000,
+        "mixed_inputs": 100_000,
+        "run": _service_run(28_000, 128_000, 4_000.0, 51.2),
+    }
+    scale = {
+        "ceiling": {"status": "done", "inputs": 101_000, "cpu_s": {"consumer": 3.333}},
+        "sqlite": {**_service_run(1_000, 101_000, 8_000.0, 20.2), "rss_mib": []},
+    }
+    rows = {row.figure.strip(): row for row in national_checks(national, scale)}
+    first = rows[
+        "national scale: 28,000 rooms, 100,000 mixed inputs + 28,000 room.configured (SQLite)"
+    ]
+    assert (first.value, first.unit, first.passed, first.note) == (4_000.0, "inputs/s", None, "")
+    assert rows["last aggregate after the last decision"].value == 2.5
+    assert rows["usage-monthly aggregates sent"].value == 90_000
+    assert rows["CPU per input (its processes)"].value == 400.0
+    assert rows["CPU per input / ceiling's"].value == 12.12
+    assert rows["rate / scale run's (1,000 rooms)"].value == 0.5
+    assert rows["CPU per input / scale run's (1,000 rooms)"].value == 2.0
+    assert rows["RSS of spaces run after 28,000 decided"].value == 300.0
+    assert rows["RSS of spaces run after 128,000 decided"].value == 520.5
+    assert all(row.passed is None for row in rows.values())  # no target: informational
+
+
+def test_a_national_run_that_did_not_finish_is_named_and_compared_with_nothing() -> None:
+    stalled = {**_service_run(28_000, 128_000, 1_000.0, 10.0), "status": "stalled"}
+    stalled["detail"] = "no progress for 60 s"
+    stalled["usage"] = {"caught_up": False, "aggregates_read": 10}
+    scale = {"sqlite": _service_run(1_000, 101_000, 8_000.0, 20.2)}
+    rows = national_checks({"rooms": 28_000, "mixed_inputs": 100_000, "run": stalled}, scale)
+    assert rows[0].note == "stalled: no progress for 60 s"
+    figures = [row.figure.strip() for row in rows]
+    assert not any("scale run's" in figure or "CPU per input" in figure for figure in figures)
+    assert rows[figures.index("usage-monthly aggregates sent")].note == (
+        "they do not add up to the decisions"
+    )
+    (failed,) = national_checks({"error": "RuntimeError('broker')"}, None)
+    assert (failed.passed, failed.note) == (False, "RuntimeError('broker')")
