@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import random
+import secrets
 import shutil
 import sys
 import tempfile
@@ -45,7 +46,7 @@ from chaos.processes import ServiceProcess
 from chaos.reference import InputTopics, Landed
 from chaos.report import Faults, summary
 from chaos.traffic import Outgoing, Traffic, configurations, plan_rooms
-from infra import kafka_local
+from infra import kafka_local, tick_signature
 from infra.kafka import make_producer
 from infra.settings import Settings, Topics
 
@@ -102,7 +103,9 @@ class Run:
         print(f"[{self.elapsed():7.1f}s] {message}", flush=True)
 
 
-def service_env(run_dir: Path, bootstrap: str, database_url: str) -> dict[str, str]:
+def service_env(
+    run_dir: Path, bootstrap: str, database_url: str, clock_secret: str
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPACES_")}
     env.update(
         {
@@ -112,6 +115,7 @@ def service_env(run_dir: Path, bootstrap: str, database_url: str) -> dict[str, s
             "SPACES_DECIDE_AT": "event",
             "SPACES_PARTITIONS": str(PARTITIONS),
             "SPACES_CLOCK_INTERVAL_S": str(CLOCK_INTERVAL_S),
+            "SPACES_CLOCK_SECRET": clock_secret,
             "SPACES_RUN_PROCESSES": "one",
             "PYTHONUNBUFFERED": "1",
         }
@@ -250,6 +254,7 @@ class Feeder:
                 key=item.key,
                 value=item.value,
                 timestamp_ms=item.timestamp_ms,
+                headers=list(item.headers) or None,
             )
         except Exception as error:
             log.debug("send failed at once: %r", error)
@@ -564,8 +569,14 @@ async def chaos_run(options: Options) -> int:
     print(title, flush=True)
     info = await kafka_local.start(broker, options.brokers)
     print(f"kafka at {info.bootstrap} ({info.start_seconds:.1f}s)", flush=True)
-    env = service_env(run_dir, bootstrap, database_url)
-    service = Settings(kafka_bootstrap=bootstrap, database_url=database_url, partitions=PARTITIONS)
+    clock_secret = secrets.token_hex(16)  # the traffic signs its ticks as the scheduler does
+    env = service_env(run_dir, bootstrap, database_url, clock_secret)
+    service = Settings(
+        kafka_bootstrap=bootstrap,
+        database_url=database_url,
+        partitions=PARTITIONS,
+        clock_secret=clock_secret,
+    )
     processes = {
         name: ServiceProcess(name, parts, env, run_dir / "logs" / f"{name}.log")
         for name, parts in [
@@ -604,7 +615,12 @@ async def chaos_run(options: Options) -> int:
             await wait_for_decisions(run, topics.decisions, len(plans), timeout_s=300.0)
             run.say(f"{len(plans):,} rooms configured; traffic and faults begin")
             run.started = time.monotonic()
-            traffic = Traffic(plans, options.seed, datetime.now(UTC))
+            traffic = Traffic(
+                plans,
+                options.seed,
+                datetime.now(UTC),
+                sign=lambda key, value: tick_signature.headers_for(service, key, value),
+            )
             injector = Injector(run, random.Random(options.seed + 1))
             faults = asyncio.create_task(injector.run_schedule(fault_schedule(options, rng)))
             await feed(run, feeder, traffic, rng)

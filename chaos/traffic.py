@@ -18,7 +18,12 @@ their order:
   capacity and a capacity change never lists a conflict;
 - **hours rooms** (09:00-22:00): bookings only, some outside the opening hours;
 - **unknown rooms**, never configured: every input answered ``unknown_room``;
-- a few **unreadable** records (not JSON), dead-lettered by position.
+- a few **unreadable** records (not JSON), dead-lettered by position;
+- **clock ticks** for any configured room (``TICK_SHARE`` of the inputs), signed as the
+  service's scheduler signs them: the clock ticks only the rooms due, and none of these rooms
+  is due during a run (no closing, no no-show, nothing two days old), so the driver ticks
+  them as the clock did every ``SPACES_CLOCK_INTERVAL_S`` before. They decide nothing, and
+  each must still go through crashes and rebalances without changing anything.
 
 Every room is configured before any other input is sent (the driver waits for the
 ``room.configured`` decisions). Booking ids are never reused and bookings never cross a
@@ -30,7 +35,8 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -46,6 +52,7 @@ from schemas.inputs import (
     BookingRequested,
     Checkin,
     Checkout,
+    ClockTick,
     RoomCapacityChanged,
     RoomConfigured,
 )
@@ -56,6 +63,10 @@ FUTURE_DAYS = (3, 40)
 """Bookings of kiosk rooms start this many local days after the run's first day."""
 MEMBERS = 3000
 UNKNOWN_ROOMS = 5
+TICK_SHARE = 0.05
+"""Of the inputs: signed clock ticks (about what the clock sent when it ticked every room)."""
+Signer = Callable[[bytes, bytes], list[tuple[str, bytes]]]
+"""The scheduler's signature headers for a record's key and value."""
 Role = Literal["capacity", "bookings", "checkins"]
 Kind = Literal["kiosk", "capacity", "hours"]
 
@@ -73,6 +84,7 @@ class Outgoing:
     kind: str
     retryable: bool = False
     """Whether the sender retries it (a kiosk or a front end that got no answer)."""
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -164,8 +176,12 @@ class _RoomState:
 class Traffic:
     """A seeded stream of mixed inputs (see the module docstring for the mix)."""
 
-    def __init__(self, plans: list[RoomPlan], seed: int, start: datetime) -> None:
+    def __init__(
+        self, plans: list[RoomPlan], seed: int, start: datetime, sign: Signer | None = None
+    ) -> None:
         self.rng = random.Random(seed)
+        self.sign = sign
+        """Signs clock ticks; None: no ticks in the traffic."""
         self.rooms = [_RoomState(plan) for plan in plans]
         for state in self.rooms:
             if state.plan.kind == "capacity":
@@ -199,6 +215,8 @@ class Traffic:
             return self._unreadable(at)
         if roll < 0.011:
             return self._unknown_room(at)
+        if self.sign is not None and roll < 0.011 + TICK_SHARE:
+            return self._tick(at)
         state = self.rooms[self.rng.randrange(len(self.rooms))]
         if state.plan.kind == "kiosk":
             if self.rng.random() < 0.8:
@@ -224,6 +242,14 @@ class Traffic:
             event_id=None,
             kind="unreadable",
         )
+
+    def _tick(self, at: datetime) -> Outgoing:
+        assert self.sign is not None
+        room = self.rooms[self.rng.randrange(len(self.rooms))].plan.room_id
+        tick = outgoing(
+            ClockTick(event_id=uuid.uuid4(), occurred_at=at, room_id=room), "capacity", False
+        )
+        return replace(tick, headers=tuple(self.sign(tick.key, tick.value)))
 
     def _unknown_room(self, at: datetime) -> Outgoing:
         room = self.rng.choice(self.unknown)

@@ -32,7 +32,8 @@ from schemas.inputs import ClockTick
 
 log = logging.getLogger(__name__)
 SLICES = 10
-"""Runs of the tick job per interval: a room falls due at most this long before its tick."""
+"""Runs of the tick job per interval: a room is ticked within ``clock_interval_s / SLICES``
+(3 s) of falling due."""
 TICKS_PER_RUN = 2_000
 """Rooms one run ticks at most, those due longest first: the rooms of a city that close at
 the same minute (or every room of a database written before due times were kept) are

@@ -62,7 +62,7 @@ def chaos_inputs(
     """(configurations, traffic): ``count`` inputs 20 ms apart, every ``resend_every``-th
     retryable one sent twice."""
     plans = plan_rooms(rooms, seed)
-    traffic = Traffic(plans, seed, START)
+    traffic = Traffic(plans, seed, START, sign=lambda key, value: [])  # with its ticks
     items: list[Outgoing] = []
     for i in range(count):
         item = traffic.next(START + timedelta(seconds=10) + i * timedelta(milliseconds=20))
@@ -183,7 +183,8 @@ def test_the_reference_agrees_with_the_rules_on_the_chaos_traffic(seed: int) -> 
     service = DomainService()
     service.decide(list(merged(landed, TOPICS)))
     findings = check(landed, service.outputs(), TOPICS)
-    assert findings.decisions_expected > 3000
+    assert findings.decisions_expected > 2800  # the ticks among the 3,000 decide nothing
+    assert findings.ticks > 50
     assert findings.resends > 50
     assert findings.unreadable > 0
     assert findings.dead_letters_expected == findings.unreadable
