@@ -494,6 +494,8 @@ class Room:
         """When ``release_no_shows`` will next release a booking: the earliest start plus
         ``grace`` of the bookings that may still be no-shows. Drops from the index the
         bookings that no longer can (checked in, cancelled, replaced), as a release would."""
+        if not self.bookings:
+            return None  # (no index to build for it)
         waiting = self._index().unattended
         while waiting:
             starts_at, _, _, booking = waiting[0]
@@ -508,6 +510,8 @@ class Room:
 
     def first_end(self) -> datetime | None:
         """The earliest end of the bookings and sessions kept (``forget_ended``'s next)."""
+        if not self.bookings and not self.sessions:
+            return None
         index = self._index()
         ends = [end for end in (index.bookings.first_end(), index.sessions.first_end()) if end]
         return min(ends) if ends else None
