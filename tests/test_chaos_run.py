@@ -43,9 +43,11 @@ def test_small_chaos_run_loses_duplicates_and_miscounts_nothing(tmp_path: Path) 
     assert done.returncode == 0, f"{done.stdout[-6000:]}\n{done.stderr[-3000:]}"
     result = json.loads(report.read_text())
     counts, faults = result["counts"], result["faults"]
-    assert counts["inputs (distinct event ids)"] >= 10_000
+    # 10,000 sent after the 200 configurations: 5 % of them clock ticks, which decide nothing.
+    assert counts["clock ticks"] > 300
+    assert counts["inputs (distinct event ids)"] + counts["clock ticks"] >= 10_000
     assert counts["re-sends (same event id again)"] > 100
-    assert counts["decisions read"] >= 10_000
+    assert counts["decisions read"] == counts["inputs (distinct event ids)"] > 9_000
     for problem in ("lost", "duplicated", "wrong", "over capacity", "aggregate mismatches"):
         assert counts[problem] == 0, problem
     assert faults["kills"] == 3 and faults["restarts"] >= 3
