@@ -350,6 +350,11 @@ def cpu_per_input(run: dict[str, Any]) -> float | None:
     return round(float(used) / int(inputs) * 1e6, 1)
 
 
+def _rss_samples(run: dict[str, Any]) -> dict[int, float]:
+    """RSS of a run's ``spaces run`` (MiB) by inputs decided when it was sampled."""
+    return {s["decided"]: s["rss_mib"] for s in run.get("rss_mib", []) if not s.get("final")}
+
+
 def _cpu(run: dict[str, Any], ceiling: dict[str, Any] | None = None) -> list[Check]:
     """Informational: the CPU per input of a run, by process and the broker's, and how
     many times the ceiling loop's. Steadier than a rate on a shared machine, and what
@@ -467,7 +472,7 @@ def scale_checks(scale: dict[str, Any], sizes: Sizes) -> list[Check]:
             )
         )
     sqlite = scale.get("sqlite", {})
-    samples = {s["decided"]: s["rss_mib"] for s in sqlite.get("rss_mib", []) if not s.get("final")}
+    samples = _rss_samples(sqlite)
     first, second = sizes.rss_at
     a, b = samples.get(first), samples.get(second)
     out.append(Check(f"RSS of spaces run after {first:,} decided (SQLite)", a, "MiB", "-", None))
@@ -648,7 +653,7 @@ def national_checks(national: dict[str, Any], scale: dict[str, Any] | None) -> l
                     None,
                 )
             )
-    samples = {s["decided"]: s["rss_mib"] for s in run.get("rss_mib", []) if not s.get("final")}
+    samples = _rss_samples(run)
     for decided in sorted(samples):
         out.append(
             Check(

@@ -229,11 +229,14 @@ class Traffic:
             return self._change_capacity(state, at)
         return self._booking_traffic(state, at)
 
+    def _any_room(self) -> str:
+        return self.rooms[self.rng.randrange(len(self.rooms))].plan.room_id
+
     def _member(self) -> str:
         return f"m-{self.rng.randrange(MEMBERS):04d}"
 
     def _unreadable(self, at: datetime) -> Outgoing:
-        room = self.rooms[self.rng.randrange(len(self.rooms))].plan.room_id
+        room = self._any_room()
         return Outgoing(
             role="checkins",
             key=room.encode(),
@@ -245,7 +248,7 @@ class Traffic:
 
     def _tick(self, at: datetime) -> Outgoing:
         assert self.sign is not None
-        room = self.rooms[self.rng.randrange(len(self.rooms))].plan.room_id
+        room = self._any_room()
         tick = outgoing(
             ClockTick(event_id=uuid.uuid4(), occurred_at=at, room_id=room), "capacity", False
         )

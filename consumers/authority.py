@@ -242,6 +242,7 @@ class RoomAuthority:
         for room_id, gauge in self.gauges.items():
             uow.publish(self.settings.topics.occupancy, room_id, gauge.model_dump_json())
         now = utcnow()
+        decided_at = self.clock()
         rows: list[dict[str, Any]] = []
         for room_id, count in self.decided.items():
             room = self.rooms[room_id]
@@ -249,7 +250,7 @@ class RoomAuthority:
                 continue
             version = self.versions[room_id] + 1
             self.versions[room_id] = version
-            due = self.tick_due[room_id] = next_tick_due(room, self.clock(), self.policy)
+            due = self.tick_due[room_id] = next_tick_due(room, decided_at, self.policy)
             rows.append(
                 {
                     "room_id": room_id,

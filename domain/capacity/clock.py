@@ -36,14 +36,11 @@ def next_tick_due(room: Room, after: datetime, policy: Policy) -> datetime:
     no_show = room.next_no_show_deadline(policy.no_show_grace)
     if no_show is not None:
         due.append(no_show)
-    if room.never_closes():
-        pass
-    elif room.last_closing is None:
-        due.append(after)  # a closing has passed that the room has not recorded
-    else:
-        closing = room.next_closing_after(room.last_closing)
-        if closing is not None:
-            due.append(closing)
+    if room.last_closing is None:
+        if not room.never_closes():
+            due.append(after)  # a closing has passed that the room has not recorded
+    elif (closing := room.next_closing_after(room.last_closing)) is not None:
+        due.append(closing)
     ended = room.first_end()
     if ended is not None:
         due.append(ended + KEEP_HISTORY)

@@ -526,9 +526,9 @@ class Room:
         key = (instant, self.opens, self.closes, self.timezone)
         if self._closing_after is not None and self._closing_after[0] == key:
             return self._closing_after[1]
-        opens, closes, tz = self._hours()
         closing: datetime | None = None
         if not self.never_closes():
+            opens, closes, tz = self._hours()
             day = instant.astimezone(tz).date()
             ends = (
                 opening_hours.opening_window(day + timedelta(days=shift), opens, closes, tz)[1]
