@@ -199,10 +199,16 @@ async def print_rss(proc, every):
     while proc.poll() is None:
         await asyncio.sleep(every)
         try:
-            kids = {open(f"/proc/{k}/cmdline").read().split(chr(0))[-2]: rss_mib_of(int(k)) for k in children(proc.pid)}
+            kids = {open(f"/proc/{k}/cmdline").read().split(chr(0))[-2]: (rss_mib_of(int(k)), rss_kinds(int(k))) for k in children(proc.pid)}
         except OSError:  # stopping
             return
         print(f"{time.strftime('%H:%M:%S')} rss MiB {kids}", flush=True)
+
+
+def rss_kinds(pid):
+    """RSS by kind (MiB): anonymous (heap), file-backed (code, mmapped files), shared memory."""
+    fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines())
+    return {k[3:].lower(): round(int(fields[k].split()[0]) / 1024, 1) for k in ("RssAnon", "RssFile", "RssShmem")}
 
 
 async def forget_database(sfx):
