@@ -19,12 +19,13 @@ from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any
 
+import pydantic_core
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import ValidationError
 from sqlalchemy import or_, select
 
 from domain.month_close import close_due, month_ends_at, zones_of
-from domain.usage import CenterUsage, RoomUsage, fold_changes
+from domain.usage import AggregateDocument, CenterUsage, RoomUsage, fold_changes
 from infra.db import (
     ConsumerPositionRow,
     Database,
@@ -38,7 +39,7 @@ from infra.db import (
 from infra.observability import METRICS
 from infra.settings import Settings
 from schemas.decisions import DECISION_ADAPTER, AnyDecision
-from schemas.outputs import UsageMonthly, usage_key
+from schemas.outputs import usage_key
 from service_layer.processing import Record, dead_letter, describe_validation_error
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,7 @@ class UsageStatistics:
         # transaction, and the positions with the last of them.
         self.left = ordered[AGGREGATES_PER_TRANSACTION:]
         aggregates = {
-            key: self._state(sid).aggregate(month, now)
+            key: self._state(sid).aggregate_document(month, now)
             for key, (sid, month) in ordered[:AGGREGATES_PER_TRANSACTION]
         }
         await write_aggregates(uow, self.settings, aggregates)
@@ -368,28 +369,34 @@ async def save_states(
 
 
 async def write_aggregates(
-    uow: UnitOfWork, settings: Settings, pending: dict[str, UsageMonthly]
+    uow: UnitOfWork, settings: Settings, pending: dict[str, AggregateDocument]
 ) -> None:
     """Store each changed aggregate and queue it for ``usage-monthly`` (last value per key)."""
     rows: list[dict[str, Any]] = []
     now = utcnow()
     for key, aggregate in pending.items():
-        value = JsonText(aggregate.model_dump_json())  # serialized once: message and row
+        value = aggregate_json(aggregate)  # serialized once: message and row
         uow.publish(settings.topics.usage_monthly, key, value)
         rows.append(
             {
                 "key": key,
-                "scope": aggregate.scope,
-                "ident": aggregate.id,
-                "month": aggregate.month,
+                "scope": aggregate["scope"],
+                "ident": aggregate["id"],
+                "month": aggregate["month"],
                 "value": value,
-                "final": aggregate.final,
+                "final": aggregate["final"],
                 "updated_at": now,
             }
         )
     await uow.upsert_usage_rows(rows)
     if pending:
         METRICS.inc("usage_aggregates_published_total", len(pending))
+
+
+def aggregate_json(document: AggregateDocument) -> JsonText:
+    """An aggregate's ``usage-monthly`` JSON, from its document: the bytes its model would
+    write, for about half the CPU of building the model and dumping it."""
+    return JsonText(pydantic_core.to_json(document).decode())
 
 
 async def resume_positions(settings: Settings, db: Database) -> dict[int, int]:
@@ -582,7 +589,7 @@ async def _close_chunk(
         }
         states: dict[str, UsageState] = {}
         versions: dict[str, int] = {}
-        pending: dict[str, UsageMonthly] = {}
+        pending: dict[str, AggregateDocument] = {}
         marks: list[dict[str, Any]] = []
         for sid, found in stored.items():
             state = load_state(sid, found.state)
@@ -590,7 +597,7 @@ async def _close_chunk(
             if result.months:
                 states[sid], versions[sid] = state, found.version
                 for aggregate in result.aggregates:
-                    pending[aggregate.key] = aggregate
+                    pending[aggregate.key] = dict(aggregate)
                 for month in result.months:
                     closed[month] = closed.get(month, 0) + 1
             marks.append(

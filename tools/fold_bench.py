@@ -5,8 +5,11 @@
 Decides the bench's mixed traffic (``bench.throughput.scenario_inputs``) with the domain's
 rules, serializes and parses the decisions as the statistics get them, then times
 ``fold_changes`` over all of them (rooms and centers kept in memory, as the consumer
-does), and ``to_json`` of each state a batch of 2,000 decisions changed (its ``save``), whose
-share it prints apart.
+does), ``to_json`` of each state a batch of 2,000 decisions changed (its ``save``), and the
+JSON of each aggregate the batch changed, as the statistics publish it; it prints the shares
+of both apart. ``AS_MODEL=1`` serializes each aggregate through a ``UsageMonthly`` model
+instead (``aggregate().model_dump_json()``, as the statistics did before they published the
+document itself): the two in one checkout, on the same decisions.
 
 Its times move by about 10 % between runs of the same code on this machine. For a change
 smaller than that, count instructions instead, which repeat exactly: ``--decisions FILE``
@@ -18,13 +21,14 @@ same command under valgrind in each checkout and compare the totals, e.g.
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \
         python tools/fold_bench.py 1000 10000 --decisions /tmp/d.pickle --once 2>&1 | grep refs
 """
-import pickle, sys, time, cProfile, pstats
+import os, pickle, sys, time, cProfile, pstats
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datetime import UTC, datetime
 from bench.throughput import scenario_inputs
 from bench.traffic import layout
 from domain.capacity.dispatch import decide
+from consumers.statistics import aggregate_json
 from domain.usage import CenterUsage, RoomUsage, fold_changes
 from schemas.decisions import DECISION_ADAPTER
 
@@ -43,22 +47,34 @@ else:
     if KEPT is not None:
         KEPT.write_bytes(pickle.dumps(decisions))
 
-SAVES = [0.0]
-"""Seconds of the last run spent in ``to_json`` (the saves)."""
+SAVES = [0.0, 0.0]
+"""Seconds of the last run spent in ``to_json`` (the saves), and in the aggregates' JSON."""
+AS_MODEL = bool(os.environ.get("AS_MODEL"))
+
+
+def publish(changed: dict) -> None:
+    now = datetime.now(UTC)
+    for state, month in changed.values():
+        if AS_MODEL:
+            state.aggregate(month, now).model_dump_json()
+        else:
+            aggregate_json(state.aggregate_document(month, now))
 
 
 def run() -> float:
     usage: dict[str, RoomUsage] = {}
     centers: dict[str, CenterUsage] = {}
     touched: dict[str, RoomUsage | CenterUsage] = {}
-    SAVES[0] = 0.0
+    changed: dict = {}
+    SAVES[:] = [0.0, 0.0]
     began = time.perf_counter()
     for n, decision in enumerate(decisions, 1):
         room = usage.get(decision.room_id) or usage.setdefault(decision.room_id, RoomUsage(decision.room_id))
         center = None
         if decision.center_id:
             center = centers.get(decision.center_id) or centers.setdefault(decision.center_id, CenterUsage(decision.center_id))
-        fold_changes(room, center, decision)
+        for state, month in fold_changes(room, center, decision):
+            changed[id(state), month] = (state, month)
         touched["room:" + decision.room_id] = room
         if center is not None:
             touched["center:" + center.center_id] = center
@@ -66,8 +82,12 @@ def run() -> float:
             saving = time.perf_counter()
             for state in touched.values():
                 state.to_json()
-            SAVES[0] += time.perf_counter() - saving
+            publishing = time.perf_counter()
+            SAVES[0] += publishing - saving
+            publish(changed)
+            SAVES[1] += time.perf_counter() - publishing
             touched.clear()
+            changed.clear()
     return time.perf_counter() - began
 
 if "--profile" in sys.argv:
@@ -76,7 +96,7 @@ if "--profile" in sys.argv:
 elif "--once" in sys.argv:
     print(f"{len(decisions)} decisions folded once in {run():.2f} s")
 else:
-    times = sorted((run(), SAVES[0]) for _ in range(3))
-    total, saves = times[0]
+    times = sorted((run(), *SAVES) for _ in range(3))
+    total, saves, aggregates = times[0]
     per = 1e6 / len(decisions)
-    print(f"{len(decisions)} decisions over {ROOMS} rooms: fold + save {total:.2f} s best of 3 ({total * per:.1f} us/decision, of which save {saves * per:.1f})")
+    print(f"{len(decisions)} decisions over {ROOMS} rooms: fold + save + aggregates {total:.2f} s best of 3 ({total * per:.1f} us/decision, of which save {saves * per:.1f}, aggregates {aggregates * per:.1f}{' as models' if AS_MODEL else ''})")

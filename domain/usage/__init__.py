@@ -2,8 +2,9 @@
 
 Pure Python: no Kafka, no SQL, no I/O. An adapter loads a :class:`RoomUsage` (one per room)
 and a :class:`CenterUsage` (one per center) from JSON documents, calls :func:`fold` for each
-decision of a batch (never twice for the same ``event_id``), publishes the returned
-:class:`~schemas.outputs.UsageMonthly` messages on ``usage-monthly`` and saves the states.
+decision of a batch (never twice for the same ``event_id``), publishes the
+:class:`~schemas.outputs.UsageMonthly` values of the months that changed on ``usage-monthly``
+(``aggregate_document``: the value as a dict, serialized without a model) and saves the states.
 At the start of a month it calls :func:`close_month` with :func:`previous_month`.
 
 Months are the room's *local* months (the ``timezone`` of its ``room.configured`` decision,
@@ -42,7 +43,13 @@ Names with a leading underscore are private to this package (the modules share t
 from domain.months import DEFAULT_TIMEZONE, local_month, previous_month
 from domain.usage.center import CenterRoom, CenterUsage
 from domain.usage.folding import close_month, fold, fold_changes
-from domain.usage.month import COUNTERS, MEMBER_SET_RETENTION_MONTHS, STATE_VERSION, MonthUsage
+from domain.usage.month import (
+    COUNTERS,
+    MEMBER_SET_RETENTION_MONTHS,
+    STATE_VERSION,
+    AggregateDocument,
+    MonthUsage,
+)
 from domain.usage.periods import CapacityPeriod, OpeningPeriod
 from domain.usage.room import ACTIVE_BOOKING_RETENTION, ActiveBooking, RoomUsage
 
@@ -53,6 +60,7 @@ __all__ = [
     "MEMBER_SET_RETENTION_MONTHS",
     "STATE_VERSION",
     "ActiveBooking",
+    "AggregateDocument",
     "CapacityPeriod",
     "CenterRoom",
     "CenterUsage",

@@ -17,8 +17,10 @@ from typing import Any, ClassVar, Literal
 from domain.months import DEFAULT_TIMEZONE, local_month
 from domain.usage.month import (
     STATE_VERSION,
+    AggregateDocument,
     MonthUsage,
     _aggregate,
+    _aggregate_document,
     _check_document,
     _datetime_from_json,
     _final_with_members,
@@ -197,6 +199,11 @@ class CenterUsage:
     def aggregate(self, month: str, now: datetime) -> UsageMonthly:
         stats = self.months.get(month, MonthUsage())
         return _aggregate("center", self.center_id, month, stats, self.minutes(month), now)
+
+    def aggregate_document(self, month: str, now: datetime) -> AggregateDocument:
+        """``aggregate`` as the dict the publisher serializes."""
+        stats = self.months.get(month, MonthUsage())
+        return _aggregate_document("center", self.center_id, month, stats, self.minutes(month), now)
 
     def _values(self, month: str) -> _Values | None:
         stats = self.months.get(month)

@@ -1,10 +1,11 @@
 """The figures of one month of a room or a center, and what both states keep of months.
 
 :class:`MonthUsage` holds a month's counters (``COUNTERS``), peak, members and heatmap slots;
-``_aggregate`` builds its ``usage-monthly`` value. Also here: the months' JSON and the
-document versions both states read (``STATE_VERSION``), the sorted lists of open months and
-of final months with a member set, and the pruning of member sets (``_prune_members``) and
-the cutoff of opening periods (``_period_cutoff``), from those lists.
+``_aggregate_document`` builds its ``usage-monthly`` value (``_aggregate``: as a message).
+Also here: the months' JSON and the document versions both states read (``STATE_VERSION``),
+the sorted lists of open months and of final months with a member set, and the pruning of
+member sets (``_prune_members``) and the cutoff of opening periods (``_period_cutoff``), from
+those lists.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ Versions 1 to 3 are still read (``from_json`` converts them; what they did not k
 capacities and the room's occupancy, is learnt from the next decisions; 4 adds the
 weekday-hour slots of each month, which a month read from an older document lacks)."""
 _READABLE_VERSIONS = (1, 2, 3, 4)
+
+AggregateDocument = dict[str, Any]
+"""A ``usage-monthly`` value as :func:`_aggregate_document` builds it: ``UsageMonthly``'s
+fields, in order, typed as the schema says."""
 
 Counter = Literal[
     "bookings_confirmed",
@@ -210,6 +215,27 @@ def _aggregate(
     minutes: tuple[int, int],
     now: datetime,
 ) -> UsageMonthly:
+    # Built without validation: every value is the fold's own, typed as the schema says,
+    # and validating the 168 heatmap cells cost more than the fold of a decision
+    # (tests/test_usage_equivalence.py validates every aggregate it sees, strictly).
+    return UsageMonthly.model_construct(
+        **_aggregate_document(scope, ident, month, stats, minutes, now)
+    )
+
+
+def _aggregate_document(
+    scope: Literal["room", "center"],
+    ident: str,
+    month: str,
+    stats: MonthUsage,
+    minutes: tuple[int, int],
+    now: datetime,
+) -> AggregateDocument:
+    """The ``usage-monthly`` value as a dict: every field of ``UsageMonthly`` in its order,
+    each value of the type the schema gives it, so pydantic-core writes the JSON the model
+    would (``pydantic_core.to_json``). The publisher serializes this, without a model:
+    building one and dumping it cost about twice the JSON itself (test_usage_equivalence
+    compares both, byte for byte, for every aggregate it sees)."""
     open_minutes, capacity_minutes = minutes
     booked_seconds = stats.get("booked_seconds")
     utilization = round(booked_seconds / (open_minutes * 60), 4) if open_minutes > 0 else 0.0
@@ -219,37 +245,34 @@ def _aggregate(
     )
     no_shows, attended = stats.get("no_shows"), stats.get("bookings_attended")
     reached_start = no_shows + attended if stats.attendance_counted else 0
-    # Built without validation: every value is the fold's own, typed as the schema says,
-    # and validating the 168 heatmap cells cost more than the fold of a decision
-    # (tests/test_usage_equivalence.py validates every aggregate it sees, strictly).
-    return UsageMonthly.model_construct(
-        scope=scope,
-        id=ident,
-        month=month,
-        bookings_confirmed=stats.get("bookings_confirmed"),
-        bookings_rejected=stats.get("bookings_rejected"),
-        bookings_cancelled=stats.get("bookings_cancelled"),
-        no_shows=no_shows,
-        booked_hours=round(booked_seconds / 3600, 4),
-        open_hours=round(open_minutes / 60, 4),
-        utilization=float(utilization),
-        visits=stats.get("visits"),
-        checkins_denied=stats.get("checkins_denied"),
-        unique_members=stats.unique_members,
-        peak_occupancy=stats.peak_occupancy,
-        final=stats.final,
-        updated_at=now,
-        revision=stats.revision,
-        revised_after_close=stats.revised_after_close,
-        person_hours=round(person_seconds / 3600, 4),
-        capacity_hours=round(capacity_minutes / 60, 4),
-        occupancy_utilization=float(occupancy_utilization),
-        bookings_attended=attended,
-        no_show_rate=round(no_shows / reached_start, 4) if reached_start > 0 else None,
-        peak_at=stats.peak_at,
-        peak_hour=None if stats.peak_at is None else stats.peak_at.hour,
-        occupancy_by_weekday_hour=stats.heatmap(month),
-    )
+    return {
+        "scope": scope,
+        "id": ident,
+        "month": month,
+        "bookings_confirmed": stats.get("bookings_confirmed"),
+        "bookings_rejected": stats.get("bookings_rejected"),
+        "bookings_cancelled": stats.get("bookings_cancelled"),
+        "no_shows": no_shows,
+        "booked_hours": round(booked_seconds / 3600, 4),
+        "open_hours": round(open_minutes / 60, 4),
+        "utilization": float(utilization),
+        "visits": stats.get("visits"),
+        "checkins_denied": stats.get("checkins_denied"),
+        "unique_members": stats.unique_members,
+        "peak_occupancy": stats.peak_occupancy,
+        "final": stats.final,
+        "updated_at": now,
+        "revision": stats.revision,
+        "revised_after_close": stats.revised_after_close,
+        "person_hours": round(person_seconds / 3600, 4),
+        "capacity_hours": round(capacity_minutes / 60, 4),
+        "occupancy_utilization": float(occupancy_utilization),
+        "bookings_attended": attended,
+        "no_show_rate": round(no_shows / reached_start, 4) if reached_start > 0 else None,
+        "peak_at": stats.peak_at,
+        "peak_hour": None if stats.peak_at is None else stats.peak_at.hour,
+        "occupancy_by_weekday_hour": stats.heatmap(month),
+    }
 
 
 def _months_to_json(months: dict[str, MonthUsage]) -> dict[str, Any]:

@@ -17,8 +17,10 @@ from domain import opening_hours
 from domain.months import DEFAULT_TIMEZONE, local_month
 from domain.usage.month import (
     STATE_VERSION,
+    AggregateDocument,
     MonthUsage,
     _aggregate,
+    _aggregate_document,
     _check_document,
     _datetime_from_json,
     _final_with_members,
@@ -170,6 +172,11 @@ class RoomUsage:
         """The current ``usage-monthly`` value of ``month`` (zeros if nothing happened)."""
         stats = self.months.get(month, MonthUsage())
         return _aggregate("room", self.room_id, month, stats, self.minutes(month), now)
+
+    def aggregate_document(self, month: str, now: datetime) -> AggregateDocument:
+        """``aggregate`` as the dict the publisher serializes."""
+        stats = self.months.get(month, MonthUsage())
+        return _aggregate_document("room", self.room_id, month, stats, self.minutes(month), now)
 
     def _values(self, month: str) -> _Values | None:
         stats = self.months.get(month)
