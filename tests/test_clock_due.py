@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from domain import opening_hours
 from domain.capacity import KEEP_HISTORY, Policy, Room, decide
 from domain.capacity.clock import TICKED_AT_LEAST_EVERY, next_tick_due
 from schemas.decisions import CheckinAdmitted
@@ -105,3 +106,26 @@ def test_the_next_closing_is_the_first_that_latest_closing_returns(
     before = room.latest_closing(closing - MOMENT)
     assert before is None or before <= instant
     assert room.next_closing_after(instant) == closing  # the kept answer is the same
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    DAYS,
+    st.integers(min_value=0, max_value=1439),
+    MINUTES,
+    ZONES,
+    st.integers(min_value=-1440, max_value=3 * 1440),
+)
+def test_a_rooms_latest_closing_is_the_opening_hours_one(
+    day: date, opens: int, closes: int, tz: ZoneInfo, offset: int
+) -> None:
+    """The room works it out through its remembered windows: the same closing as
+    ``opening_hours.latest_closing``, DST included, or None where the next opening starts
+    at that very instant (a room open around the clock)."""
+    assume(closes != opens)
+    room = new_room(opens=hhmm(opens), closes=hhmm(closes), timezone=tz.key)
+    instant = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(minutes=offset)
+    expected = opening_hours.latest_closing(instant, opens, closes, tz)
+    start_there = opening_hours.opening_at(expected, opens, closes, tz)
+    reopens = start_there is not None and start_there[0] == expected
+    assert room.latest_closing(instant) == (None if reopens else expected)

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from domain import opening_hours
 from domain.capacity.holds import Hold, Overload, StartIndex, max_concurrent
+from domain.months import require_aware
 from schemas.common import parse_hhmm
 from schemas.inputs import BookingMode
 
@@ -313,8 +314,17 @@ class Room:
 
     def latest_closing(self, instant: datetime) -> datetime | None:
         """The most recent closing time at or before ``instant``; None for a room open around
-        the clock, whose openings meet (a closing that is also an opening closes nothing)."""
-        closing = opening_hours.latest_closing(instant, *self._hours())
+        the clock, whose openings meet (a closing that is also an opening closes nothing).
+
+        As ``opening_hours.latest_closing`` (the openings of the instant's local day and the
+        two before), through the remembered windows: a configuration and a clock tick ask it,
+        and working the windows out again was a tenth of deciding a configuration."""
+        require_aware(instant, "instant")
+        day = self.local(instant).date()
+        for back in range(4):
+            closing = self.opening_window(day - timedelta(days=back))[1]
+            if closing <= instant:
+                break
         return None if self._reopens_at(closing) else closing
 
     # --- holds ----------------------------------------------------------------------------
