@@ -11,11 +11,12 @@ import copy
 import json
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
-from uuid import uuid4
+from uuid import uuid4, uuid5
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from chaos.reference import DECISION_NAMESPACE
 from domain.capacity import (
     KEEP_HISTORY,
     Policy,
@@ -987,6 +988,10 @@ def test_decision_ids_are_deterministic_per_input() -> None:
     again = run(copy.deepcopy(room), event)
     assert first == again
     assert len(first) == 2 and first[0].event_id != first[1].event_id
+    # As the contract names them (the chaos checker's reference derives them so too).
+    assert [d.event_id for d in first] == [
+        uuid5(DECISION_NAMESPACE, f"{event.event_id}:{n}") for n in range(2)
+    ]
     assert all(d.caused_by == event.event_id for d in first)
     other = run(copy.deepcopy(room), unenroll("a"))
     assert {d.event_id for d in other}.isdisjoint(d.event_id for d in first)

@@ -7,9 +7,10 @@ same ids; the consumer's idempotency check makes sure it never publishes them tw
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from domain.capacity.room import Room
 from schemas.decisions import Decision
@@ -30,10 +31,22 @@ class Decider:
         self.room = room
         self.now = now
         self.out: list[Decision] = []
+        self._named: bytes | None = None
+
+    def decision_id(self) -> UUID:
+        """``uuid5(_DECISION_NAMESPACE, "<source>:<n>")`` for the next decision, ``n`` its
+        position: the same SHA-1 of the namespace and the name, with the name's fixed part
+        encoded once (``uuid.uuid5`` cost more than half of ``common``)."""
+        if self._named is None:
+            self._named = _DECISION_NAMESPACE.bytes + f"{self.source}:".encode()
+        digest = hashlib.sha1(
+            self._named + str(len(self.out)).encode(), usedforsecurity=False
+        ).digest()
+        return UUID(bytes=digest[:16], version=5)
 
     def common(self, room_id: str) -> dict[str, Any]:
         return {
-            "event_id": uuid5(_DECISION_NAMESPACE, f"{self.source}:{len(self.out)}"),
+            "event_id": self.decision_id(),
             "caused_by": self.caused_by,
             "room_id": room_id,
             "decided_at": self.now,
