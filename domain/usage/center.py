@@ -19,8 +19,8 @@ from domain.usage.month import (
     STATE_VERSION,
     AggregateDocument,
     MonthUsage,
-    _aggregate,
     _aggregate_document,
+    _as_message,
     _check_document,
     _datetime_from_json,
     _final_with_members,
@@ -197,8 +197,7 @@ class CenterUsage:
         return self.minutes(month)[0]
 
     def aggregate(self, month: str, now: datetime) -> UsageMonthly:
-        stats = self.months.get(month, MonthUsage())
-        return _aggregate("center", self.center_id, month, stats, self.minutes(month), now)
+        return _as_message(self.aggregate_document(month, now))
 
     def aggregate_document(self, month: str, now: datetime) -> AggregateDocument:
         """``aggregate`` as the dict the publisher serializes."""

@@ -1,7 +1,7 @@
 """The figures of one month of a room or a center, and what both states keep of months.
 
 :class:`MonthUsage` holds a month's counters (``COUNTERS``), peak, members and heatmap slots;
-``_aggregate_document`` builds its ``usage-monthly`` value (``_aggregate``: as a message).
+``_aggregate_document`` builds its ``usage-monthly`` value (``_as_message``: as a message).
 Also here: the months' JSON and the document versions both states read (``STATE_VERSION``),
 the sorted lists of open months and of final months with a member set, and the pruning of
 member sets (``_prune_members``) and the cutoff of opening periods (``_period_cutoff``), from
@@ -207,20 +207,11 @@ class MonthUsage:
         )
 
 
-def _aggregate(
-    scope: Literal["room", "center"],
-    ident: str,
-    month: str,
-    stats: MonthUsage,
-    minutes: tuple[int, int],
-    now: datetime,
-) -> UsageMonthly:
+def _as_message(document: AggregateDocument) -> UsageMonthly:
     # Built without validation: every value is the fold's own, typed as the schema says,
     # and validating the 168 heatmap cells cost more than the fold of a decision
     # (tests/test_usage_equivalence.py validates every aggregate it sees, strictly).
-    return UsageMonthly.model_construct(
-        **_aggregate_document(scope, ident, month, stats, minutes, now)
-    )
+    return UsageMonthly.model_construct(**document)
 
 
 def _aggregate_document(
