@@ -1,13 +1,14 @@
 """Profiling aid (not a benchmark target): the statistics' fold alone, in-process.
 
-    python tools/fold_bench.py [ROOMS] [INPUTS] [--profile] [--decisions FILE [--once]]
+    python tools/fold_bench.py [ROOMS] [INPUTS] [--profile | --memory] [--decisions FILE [--once]]
 
 Decides the bench's mixed traffic (``bench.throughput.scenario_inputs``) with the domain's
 rules, serializes and parses the decisions as the statistics get them, then times
 ``fold_changes`` over all of them (rooms and centers kept in memory, as the consumer
 does), ``to_json`` of each state a batch of 2,000 decisions changed (its ``save``), and the
 JSON of each aggregate the batch changed, as the statistics publish it; it prints the shares
-of both apart. ``AS_MODEL=1`` serializes each aggregate through a ``UsageMonthly`` model
+of both apart. ``--memory``: what the rooms' and centers' states hold once every decision is
+folded (tracemalloc), the decisions themselves not counted. ``AS_MODEL=1`` serializes each aggregate through a ``UsageMonthly`` model
 instead (``aggregate().model_dump_json()``, as the statistics did before they published the
 document itself): the two in one checkout, on the same decisions.
 
@@ -90,7 +91,29 @@ def run() -> float:
             changed.clear()
     return time.perf_counter() - began
 
-if "--profile" in sys.argv:
+if "--memory" in sys.argv:
+    # What the states a consumer keeps hold, once every decision is folded: the decisions
+    # parsed again from their JSON first (each with its own strings, as read from Kafka),
+    # and dropped before the count.
+    import gc, tracemalloc
+    parsed = [DECISION_ADAPTER.validate_json(d.model_dump_json()) for d in decisions]
+    decisions.clear()
+    gc.collect()
+    tracemalloc.start()
+    kept: dict = {}
+    for decision in parsed:
+        room = kept.get(decision.room_id) or kept.setdefault(decision.room_id, RoomUsage(decision.room_id))
+        center = None
+        if decision.center_id:
+            key = "center:" + decision.center_id
+            center = kept.get(key) or kept.setdefault(key, CenterUsage(decision.center_id))
+        fold_changes(room, center, decision)
+    count = len(parsed)
+    del parsed
+    gc.collect()
+    held, peak = tracemalloc.get_traced_memory()
+    print(f"{count} decisions over {ROOMS} rooms: the {len(kept)} states hold {held / 2**20:.1f} MiB of Python memory (peak while folding {peak / 2**20:.1f} MiB)")
+elif "--profile" in sys.argv:
     profile = cProfile.Profile(); profile.enable(); run(); profile.disable()
     pstats.Stats(profile).sort_stats("tottime").print_stats(18)
 elif "--once" in sys.argv:
