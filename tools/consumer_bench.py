@@ -143,7 +143,9 @@ async def memory_growth(
     await consume(db, handler, records[half:], batch)
     gc.collect()
     grown = tracemalloc.take_snapshot().compare_to(first, "traceback")
+    held, peak = tracemalloc.get_traced_memory()
     print(f"Python allocations grown over the second half: {sum(s.size_diff for s in grown) / 2**20:.1f} MiB")
+    print(f"Python allocations held at the end: {held / 2**20:.1f} MiB; the most at any time, while a batch was in flight: {peak / 2**20:.1f} MiB")
     for stat in grown[:8]:
         print(stat, "\n   ", "\n    ".join(stat.traceback.format()[-4:]))
     tracemalloc.stop()
