@@ -318,7 +318,7 @@ class Room:
 
         As ``opening_hours.latest_closing`` (the openings of the instant's local day and the
         two before), through the remembered windows: a configuration and a clock tick ask it,
-        and working the windows out again was a tenth of deciding a configuration."""
+        and working the windows out again was two fifths of deciding a configuration."""
         require_aware(instant, "instant")
         day = self.local(instant).date()
         for back in range(4):
