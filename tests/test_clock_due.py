@@ -80,22 +80,28 @@ def hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+HOURS = (DAYS, st.integers(min_value=0, max_value=1439), MINUTES, ZONES)
+"""A day, the opening and closing minutes and a zone: a room's hours, DST zones included."""
+
+
+def room_and_instant(
+    day: date, opens: int, closes: int, tz: ZoneInfo, offset: int
+) -> tuple[Room, datetime]:
+    """A room with those hours (not open around the clock by ``opens == closes``), and the
+    instant ``offset`` minutes after the UTC midnight of ``day``."""
+    assume(closes != opens)
+    room = new_room(opens=hhmm(opens), closes=hhmm(closes), timezone=tz.key)
+    return room, datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(minutes=offset)
+
+
 @settings(max_examples=300, deadline=None)
-@given(
-    DAYS,
-    st.integers(min_value=0, max_value=1439),
-    MINUTES,
-    ZONES,
-    st.integers(min_value=0, max_value=3 * 1440),
-)
+@given(*HOURS, st.integers(min_value=0, max_value=3 * 1440))
 def test_the_next_closing_is_the_first_that_latest_closing_returns(
     day: date, opens: int, closes: int, tz: ZoneInfo, offset: int
 ) -> None:
     """DST included: from the next closing on, ``latest_closing`` returns it; just before
     it, nothing after the instant asked about."""
-    assume(closes != opens)
-    room = new_room(opens=hhmm(opens), closes=hhmm(closes), timezone=tz.key)
-    instant = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(minutes=offset)
+    room, instant = room_and_instant(day, opens, closes, tz, offset)
     closing = room.next_closing_after(instant)
     if closing is None:
         assert room.never_closes()
@@ -109,22 +115,14 @@ def test_the_next_closing_is_the_first_that_latest_closing_returns(
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    DAYS,
-    st.integers(min_value=0, max_value=1439),
-    MINUTES,
-    ZONES,
-    st.integers(min_value=-1440, max_value=3 * 1440),
-)
+@given(*HOURS, st.integers(min_value=-1440, max_value=3 * 1440))
 def test_a_rooms_latest_closing_is_the_opening_hours_one(
     day: date, opens: int, closes: int, tz: ZoneInfo, offset: int
 ) -> None:
     """The room works it out through its remembered windows: the same closing as
     ``opening_hours.latest_closing``, DST included, or None where the next opening starts
     at that very instant (a room open around the clock)."""
-    assume(closes != opens)
-    room = new_room(opens=hhmm(opens), closes=hhmm(closes), timezone=tz.key)
-    instant = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(minutes=offset)
+    room, instant = room_and_instant(day, opens, closes, tz, offset)
     expected = opening_hours.latest_closing(instant, opens, closes, tz)
     start_there = opening_hours.opening_at(expected, opens, closes, tz)
     reopens = start_there is not None and start_there[0] == expected

@@ -538,12 +538,8 @@ class Room:
             return self._closing_after[1]
         closing: datetime | None = None
         if not self.never_closes():
-            opens, closes, tz = self._hours()
-            day = instant.astimezone(tz).date()
-            ends = (
-                opening_hours.opening_window(day + timedelta(days=shift), opens, closes, tz)[1]
-                for shift in range(-1, 3)
-            )
+            day = self.local(instant).date()
+            ends = (self.opening_window(day + timedelta(days=shift))[1] for shift in range(-1, 3))
             closing = min(end for end in ends if end > instant)
         self._closing_after = (key, closing)
         return closing
