@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NATIVE := $(VENV)/.native
+DOMAIN_SOURCES := $(shell find domain -name '*.py')
 
-.PHONY: system-deps install jars postgres lint typecheck test test-fast demo bench dashboard clean infra-up infra-down chaos
+.PHONY: native system-deps install jars postgres lint typecheck test test-fast demo bench dashboard clean infra-up infra-down chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +15,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(NATIVE)
+
+# The domain's rules compiled with mypyc (infra/native.py), again whenever a source changed.
+# A build that fails leaves the Python sources to run: the service and the tests work either way.
+$(NATIVE): $(STAMP) $(DOMAIN_SOURCES)
+	-$(BIN)/python -m infra.native build
+	@touch $(NATIVE)
+
+native: $(NATIVE)
 
 system-deps:
 	bash infra/system-deps.sh
@@ -33,28 +43,32 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # The whole suite: lint, types, unit, property, integration (real Kafka), SQLite and PostgreSQL.
-test: system-deps $(STAMP) jars
+# The rules run compiled where they were built: the unit and property tests run once more on
+# their Python sources (SPACES_PURE_DOMAIN=1), so both forms pass the same tests.
+test: system-deps $(STAMP) $(NATIVE) jars
 	@PG_URL=$$(bash infra/postgres.sh | tail -n 1) && \
 	$(MAKE) --no-print-directory lint typecheck && \
-	SPACES_TEST_POSTGRES_URL=$$PG_URL $(BIN)/python -m pytest -ra --durations=8 $(PYTEST_ARGS)
+	$(BIN)/python -m infra.native status && \
+	SPACES_TEST_POSTGRES_URL=$$PG_URL $(BIN)/python -m pytest -ra --durations=8 $(PYTEST_ARGS) && \
+	SPACES_TEST_POSTGRES_URL=$$PG_URL SPACES_PURE_DOMAIN=1 $(BIN)/python -m pytest -m "not integration and not browser" -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(NATIVE)
 	$(BIN)/python -m pytest -m "not integration and not browser" -q
 
-demo: $(STAMP) jars
+demo: $(STAMP) $(NATIVE) jars
 	$(BIN)/spaces demo
 
-dashboard: $(STAMP)
+dashboard: $(STAMP) $(NATIVE)
 	$(BIN)/spaces dashboard
 
-bench: $(STAMP) jars
+bench: $(STAMP) $(NATIVE) jars
 	$(BIN)/python -m bench.run
 
 # The service under faults, then the checker (docs/chaos.md): 100,000 inputs over 500 rooms,
 # 12 SIGKILLs, a broker restart, rebalances. BROKERS=3 runs it on a three-node cluster and
 # kills one node mid-stream. CHAOS_ARGS passes more options (python -m chaos --help).
 BROKERS ?= 1
-chaos: $(STAMP) jars
+chaos: $(STAMP) $(NATIVE) jars
 	$(BIN)/python -m chaos --brokers $(BROKERS) $(CHAOS_ARGS)
 
 infra-up: $(STAMP) jars

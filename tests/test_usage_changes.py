@@ -9,7 +9,6 @@ test compares every month of both states, before and after each decision of rand
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from hypothesis import given, settings
@@ -48,8 +47,10 @@ class Watched(Twins):
 
     def fold(self, decision: Any) -> None:
         """Checks a copy of the states, then folds as ``Twins`` (and its reference) do."""
-        room = copy.deepcopy(self.rooms.get(decision.room_id, RoomUsage(decision.room_id)))
-        center_copy = copy.deepcopy(self.center)
+        room = RoomUsage.from_json(
+            self.rooms.get(decision.room_id, RoomUsage(decision.room_id)).to_json()
+        )
+        center_copy = CenterUsage.from_json(self.center.to_json())
         center = center_copy if decision.center_id is not None else None
         room_before, center_before = _figures(room), _figures(center_copy)
         named = usage.fold_changes(room, center, decision)

@@ -8,7 +8,6 @@ while folding one decision into a center of 10 rooms and into one of 1,000.
 
 from __future__ import annotations
 
-import importlib
 import pkgutil
 from collections import Counter
 from collections.abc import Callable
@@ -19,12 +18,16 @@ from uuid import uuid4
 
 import pytest
 
-import domain.usage
-from domain.usage import CenterUsage, RoomUsage, fold
-from domain.usage import periods as usage_periods
-from domain.usage import slots as usage_slots
 from schemas.decisions import AnyDecision, CapacityChanged, CheckinAdmitted, CheckoutRecorded
+from tests.pure_domain import pure
 from tests.test_usage import CENTER, NOW, admitted, checkout, configured, confirmed, kst
+
+# Calls are counted through the modules' namespaces: the rules imported from their sources
+# (where they run compiled, a compiled module calls its own functions directly).
+usage = pure("domain.usage")
+CenterUsage, RoomUsage, fold = usage.CenterUsage, usage.RoomUsage, usage.fold
+usage_periods = pure("domain.usage.periods")
+usage_slots = pure("domain.usage.slots")
 
 PER_ROOM = ("_open_minutes", "_steps", "_prune_periods", "_segments")
 PER_KIND = ("_dst_corrections",)
@@ -33,8 +36,7 @@ PER_STAY = ("_add_hour_part", "_add_full_days")
 """The heatmap's split of a stay into weekday-hour slots: hour-by-hour steps of its partial
 first and last days (and DST days), plain whole days in bulk per month."""
 MODULES: tuple[ModuleType, ...] = tuple(
-    importlib.import_module(f"domain.usage.{info.name}")
-    for info in pkgutil.iter_modules(domain.usage.__path__)
+    pure(f"domain.usage.{info.name}") for info in pkgutil.iter_modules(usage.__path__)
 )
 """The modules of ``domain.usage``. A function is looked up in the namespace of the module
 that calls it (the one defining it, or one importing it), so to count its calls every module

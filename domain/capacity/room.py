@@ -139,7 +139,9 @@ class _Tracked(dict[str, _V]):
     It is equal to, and printed like, a plain dict with the same items.
     """
 
-    changes = 0
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.changes = 0
 
     def __setitem__(self, key: str, value: _V) -> None:
         self.changes += 1
@@ -249,6 +251,8 @@ class Room:
     asks it at every save of the room, for the same last closing all day."""
 
     def __post_init__(self) -> None:
+        self._held = None
+        self._closing_after = None
         self._tracked()
 
     # --- opening hours --------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 from domain.months import DEFAULT_TIMEZONE, local_month
 from domain.usage.month import (
@@ -123,8 +123,6 @@ class CenterUsage:
     changed by the one room a decision is about.
     """
 
-    scope: ClassVar[Literal["center"]] = "center"
-
     center_id: str
     rooms: dict[str, CenterRoom] = field(default_factory=dict)
     """Changed only by :func:`fold` (the sums below follow it)."""
@@ -159,6 +157,8 @@ class CenterUsage:
     capacities cost as much as the rest of its document."""
 
     def __post_init__(self) -> None:
+        self._occupancy = 0
+        self._groups = None
         self._open = _open_months(self.months)
         self._with_members = _final_with_members(self.months)
         for room_id, room in self.rooms.items():

@@ -94,6 +94,10 @@ class MonthUsage:
     """The heatmap's 168 cells, kept up to date by ``add_slots`` once computed: an
     aggregate copies them instead of dividing and rounding 168 cells each time."""
 
+    def __post_init__(self) -> None:
+        self._sorted_members = None
+        self._cells = None
+
     def get(self, counter: Counter) -> int:
         return self.counts.get(counter, 0)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain import opening_hours
@@ -92,8 +92,6 @@ def _utc_day(ts: datetime) -> int:
 class RoomUsage:
     """Usage state of one room: what :func:`fold` needs to keep its monthly figures."""
 
-    scope: ClassVar[Literal["room"]] = "room"
-
     room_id: str
     center_id: str | None = None
     timezone: str = DEFAULT_TIMEZONE
@@ -136,6 +134,8 @@ class RoomUsage:
     """Day up to which ``_expiry`` was drained (``None``: never)."""
 
     def __post_init__(self) -> None:
+        self._expired_before = None
+        self._minutes_of = None
         self._open = _open_months(self.months)
         self._with_members = _final_with_members(self.months)
         for booking_id, booking in self.active.items():
