@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NATIVE := $(VENV)/.native
-DOMAIN_SOURCES := $(shell find domain -name '*.py')
+NATIVE_SOURCES := $(shell find domain -name '*.py') service_layer/processing.py \
+	consumers/authority.py consumers/statistics.py infra/db/unit_of_work.py
 
 .PHONY: native system-deps install jars postgres lint typecheck test test-fast demo bench dashboard clean infra-up infra-down chaos
 
@@ -17,9 +18,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) $(NATIVE)
 
-# The domain's rules compiled with mypyc (infra/native.py), again whenever a source changed.
+# The rules and the per-record path compiled with mypyc (infra/native.py; the modules are listed
+# in domain/_compiled.py), again whenever one of their sources changed.
 # A build that fails leaves the Python sources to run: the service and the tests work either way.
-$(NATIVE): $(STAMP) $(DOMAIN_SOURCES)
+$(NATIVE): $(STAMP) $(NATIVE_SOURCES)
 	-$(BIN)/python -m infra.native build
 	@touch $(NATIVE)
 

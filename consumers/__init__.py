@@ -1,0 +1,1 @@
+import domain  # noqa: F401  first: compiled modules or their sources (domain/_compiled.py)

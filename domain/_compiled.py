@@ -1,11 +1,15 @@
-"""Compiled rules or their Python sources: chosen once, when ``domain`` is first imported.
+"""Compiled modules or their Python sources: chosen once, when ``domain`` is first imported.
 
-``infra/native.py`` compiles the modules of this package with mypyc, next to their sources,
-and lists the hashes of the sources it compiled in ``_compiled.json``. Python imports an
-extension module before a source of the same name, so a build older than its sources would
-run rules that are no longer in the code. ``choose`` prevents that: when a source changed
-since the build (or ``SPACES_PURE_DOMAIN=1`` asks for it), every module of the package is
-imported from its source instead, and a stale build says so in a warning.
+``infra/native.py`` compiles with mypyc the modules named in ``MODULES``, next to their
+sources, and lists the hashes of the sources it compiled in ``_compiled.json``. Python
+imports an extension module before a source of the same name, so a build older than its
+sources would run code that is no longer in the checkout. ``choose`` prevents that: when a
+source changed since the build (or ``SPACES_PURE_DOMAIN=1`` asks for it), every one of these
+modules is imported from its source instead, and a stale build says so in a warning.
+
+The list lives here, in the one module that runs before any of them is imported: the
+packages holding the others (``service_layer``, ``consumers``, ``infra.db``) import
+``domain`` first thing, so the choice is made before their modules are looked up.
 """
 
 from __future__ import annotations
@@ -24,32 +28,71 @@ from types import ModuleType
 PACKAGE = Path(__file__).resolve().parent
 MANIFEST = PACKAGE / "_compiled.json"
 PURE_VARIABLE = "SPACES_PURE_DOMAIN"
+MODULES = (
+    "domain",
+    "service_layer.processing",
+    "consumers.authority",
+    "consumers.statistics",
+    "infra.db.unit_of_work",
+)
+"""What ``infra/native.py`` compiles: the rules (every module of ``domain`` but this one and
+the package's ``__init__``) and the per-record path around them, where a profile of the
+service found Python's own overhead (the batch skeleton, both consumers' handlers, the
+unit of work's row building). The rest of the service waits on the broker and the database,
+or spends its time in aiokafka, SQLAlchemy and pydantic-core."""
+INTERPRETED = ("domain/__init__.py", "domain/_compiled.py")
+
+
+def compiled(name: str) -> bool:
+    """Whether module ``name`` is one of ``MODULES`` (or in a package of them)."""
+    return any(name == module or name.startswith(f"{module}.") for module in MODULES)
+
+
+def sources(root: Path | None = None) -> list[str]:
+    """The sources of ``MODULES``, relative to the checkout (``root``)."""
+    root = root or PACKAGE.parent
+    found: list[str] = []
+    for module in MODULES:
+        path = root.joinpath(*module.split("."))
+        if path.is_dir():
+            found += sorted(p.relative_to(root).as_posix() for p in path.rglob("*.py"))
+        else:
+            found.append(path.with_suffix(".py").relative_to(root).as_posix())
+    return [path for path in found if path not in INTERPRETED]
+
+
+def extensions(root: Path | None = None) -> list[Path]:
+    """The extension modules of a build that are there (mypyc's shared library included)."""
+    root = root or PACKAGE.parent
+    found = set(PACKAGE.rglob("*.so"))
+    for path in sources(root):
+        found.update((root / path).parent.glob(f"{Path(path).stem}.*.so"))
+    return sorted(found)
 
 
 def stale() -> list[str]:
     """The sources that differ from those the build compiled (all of them: no manifest)."""
     try:
-        compiled: dict[str, str] = json.loads(MANIFEST.read_text())["sources"]
+        built: dict[str, str] = json.loads(MANIFEST.read_text())["sources"]
     except (OSError, ValueError, KeyError):
         return ["domain/_compiled.json"]
     root = PACKAGE.parent
-    changed = []
-    for path in sorted(p.relative_to(root).as_posix() for p in PACKAGE.rglob("*.py")):
-        if path in ("domain/__init__.py", "domain/_compiled.py"):
-            continue
-        if compiled.get(path) != hashlib.sha256((root / path).read_bytes()).hexdigest():
-            changed.append(path)
-    changed += [path for path in compiled if not (root / path).exists()]
+    changed = [
+        path
+        for path in sources(root)
+        if built.get(path) != hashlib.sha256((root / path).read_bytes()).hexdigest()
+    ]
+    changed += [path for path in built if not (root / path).exists()]
     return changed
 
 
 class SourcesOnly(importlib.abc.MetaPathFinder):
-    """Imports the modules of ``domain`` from their ``.py`` files, never an extension."""
+    """Imports the modules of ``MODULES`` from their ``.py`` files, never an extension."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if not fullname.startswith("domain.") or path is None:
+        if path is None or not compiled(fullname):
             return None
         leaf = fullname.rpartition(".")[2]
         for entry in path:
@@ -66,7 +109,7 @@ class SourcesOnly(importlib.abc.MetaPathFinder):
 
 def choose() -> bool:
     """Whether the compiled modules run; if not, import the sources from now on."""
-    if not any(PACKAGE.rglob("*.so")):
+    if not extensions():
         return False
     if os.environ.get(PURE_VARIABLE, "") not in ("", "0"):
         reason = None

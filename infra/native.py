@@ -1,16 +1,17 @@
-"""The domain's rules compiled to C with mypyc: the same sources, about a third less CPU.
+"""Python compiled to C with mypyc: the rules and the per-record path, from the same sources.
 
-    python -m infra.native build    # what `make install` does (about 40 s)
+    python -m infra.native build    # what `make install` does (about a minute)
     python -m infra.native clean    # back to the Python sources alone
     python -m infra.native status
 
-The rules (``domain/``) are plain, fully typed Python (``mypy --strict``), so mypyc compiles
-them as they are, into extension modules next to their sources; Python imports an extension
-module before a source of the same name. A profile put the rules at two fifths of the
-statistics' CPU and a fifth of the room authority's, spent in Python's own overhead
-(attribute lookups, calls, boxing), which is what compiling removes. The consumers,
-adapters and schemas stay interpreted: they spend their time in aiokafka, SQLAlchemy,
-pydantic-core and SQLite.
+The modules listed in ``domain/_compiled.py`` (``MODULES``: the rules, the batch skeleton,
+both consumers' handlers, the unit of work) are plain, fully typed Python (``mypy
+--strict``), so mypyc compiles them as they are, into extension modules next to their
+sources; Python imports an extension module before a source of the same name. A profile of
+the service put the rules at two fifths of the statistics' CPU and a fifth of the room
+authority's, spent in Python's own overhead (attribute lookups, calls, boxing), which is
+what compiling removes. The rest stays interpreted: it waits on the broker and the
+database, or spends its time in aiokafka, SQLAlchemy, pydantic-core and SQLite.
 
 Nothing depends on the build. Without a C compiler it fails, cleans up, and the service
 runs the Python sources. ``domain/_compiled.py`` checks at import that the compiled modules
@@ -30,20 +31,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from domain import _compiled
+
 ROOT = Path(__file__).resolve().parents[1]
-DOMAIN = ROOT / "domain"
-MANIFEST = DOMAIN / "_compiled.json"
 GROUP = "domain.native"
-"""mypyc's shared library of the group, ``domain/native__mypyc*.so``: inside the package, so
+"""mypyc's shared library of the group, ``domain/native__mypyc*.so``: inside a package, so
 it is found wherever the package is (a top-level library is found only from the checkout)."""
-INTERPRETED = ("domain/__init__.py", "domain/_compiled.py")
-"""Stay Python: they choose, at import, between the compiled modules and the sources."""
 
 
 def sources() -> list[str]:
-    """The domain's modules to compile, relative to the checkout."""
-    found = sorted(str(path.relative_to(ROOT)) for path in DOMAIN.rglob("*.py"))
-    return [path for path in found if path not in INTERPRETED]
+    """The modules to compile (``domain/_compiled.py``'s ``MODULES``), relative to ``ROOT``."""
+    return _compiled.sources(ROOT)
 
 
 def digest(path: Path) -> str:
@@ -51,14 +49,14 @@ def digest(path: Path) -> str:
 
 
 def built() -> list[Path]:
-    """The extension modules of a build, in the package (mypyc's shared library included)."""
-    return sorted(DOMAIN.rglob("*.so"))
+    """The extension modules of a build that are there."""
+    return _compiled.extensions(ROOT)
 
 
 def clean() -> None:
     for path in built():
         path.unlink()
-    MANIFEST.unlink(missing_ok=True)
+    _compiled.MANIFEST.unlink(missing_ok=True)
 
 
 def build() -> int:
@@ -77,8 +75,8 @@ def build() -> int:
         clean()  # a source changed while it compiled: the build may not match it
         print("infra.native: a source changed during the build; run it again", file=sys.stderr)
         return 1
-    MANIFEST.write_text(json.dumps({"sources": hashes}, indent=1, sort_keys=True) + "\n")
-    print(f"infra.native: compiled {len(files)} modules of domain/ ({len(built())} extensions)")
+    _compiled.MANIFEST.write_text(json.dumps({"sources": hashes}, indent=1, sort_keys=True) + "\n")
+    print(f"infra.native: compiled {len(files)} modules ({len(built())} extensions)")
     return 0
 
 
@@ -101,12 +99,10 @@ def _compile(files: list[str], temp: Path) -> None:
 
 
 def status() -> str:
-    from domain._compiled import stale
-
     extensions = built()
     if not extensions:
         return "interpreted: no compiled modules (python -m infra.native build)"
-    changed = stale()
+    changed = _compiled.stale()
     if changed:
         return f"interpreted: the build is stale ({', '.join(changed[:5])} changed)"
     return f"compiled: {len(extensions)} extension modules match their sources"

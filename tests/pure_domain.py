@@ -1,11 +1,11 @@
-"""The domain imported afresh from its Python sources, beside the modules the tests run.
+"""The compiled modules imported afresh from their Python sources, beside those the tests run.
 
-Where the rules are compiled (``infra/native.py``), a compiled module calls its functions
-directly, not through its namespace, so a test that counts calls by wrapping a function in
-a module's namespace would count nothing. Such tests take their modules from ``pure``: a
-second copy of the whole package, imported from the ``.py`` files, whose modules call each
-other through their namespaces as Python does. Without a build, it is a second copy of the
-same sources.
+Where they are compiled (``infra/native.py``, the modules of ``domain/_compiled.py``), a
+compiled module calls functions directly, not through its namespace, and its classes take no
+new attributes. A test that counts or intercepts calls by replacing a function in a module's
+namespace (or a method on an object) takes its module from ``pure``: a second copy of every
+compiled module, imported from the ``.py`` files, which look their functions up as Python
+does. Without a build, it is a second copy of the same sources.
 """
 
 from __future__ import annotations
@@ -16,33 +16,37 @@ import pkgutil
 import sys
 from types import ModuleType
 
-from domain._compiled import SourcesOnly
+from domain._compiled import MODULES, SourcesOnly, compiled
 
 
 @functools.cache
 def _sources() -> dict[str, ModuleType]:
-    """Every module of ``domain``, imported from source with ``sys.modules`` set aside."""
-    kept = {name: sys.modules.pop(name) for name in list(sys.modules) if _ours(name)}
+    """Every compiled module, imported from source with ``sys.modules`` set aside."""
+    kept = {name: sys.modules.pop(name) for name in list(sys.modules) if compiled(name)}
+    parents = {name: sys.modules.get(name.rpartition(".")[0]) for name in kept}
     finder = SourcesOnly()
     sys.meta_path.insert(0, finder)
     try:
-        package = importlib.import_module("domain")
-        for info in pkgutil.walk_packages(package.__path__, "domain."):
-            importlib.import_module(info.name)
-        return {name: sys.modules[name] for name in list(sys.modules) if _ours(name)}
+        for module in MODULES:
+            imported = importlib.import_module(module)
+            if hasattr(imported, "__path__"):
+                for info in pkgutil.walk_packages(imported.__path__, f"{module}."):
+                    importlib.import_module(info.name)
+        return {name: sys.modules[name] for name in list(sys.modules) if compiled(name)}
     finally:
         sys.meta_path.remove(finder)
-        for name in [name for name in sys.modules if _ours(name)]:
+        for name in [name for name in sys.modules if compiled(name)]:
             del sys.modules[name]
         sys.modules.update(kept)
-
-
-def _ours(name: str) -> bool:
-    return name == "domain" or name.startswith("domain.")
+        # Importing a submodule set it on its package: give the packages theirs back.
+        for name, module in kept.items():
+            parent = parents[name]
+            if parent is not None and not compiled(parent.__name__):
+                setattr(parent, name.rpartition(".")[2], module)
 
 
 def pure(name: str) -> ModuleType:
-    """Module ``name`` (``domain.usage.slots``, say) of the copy imported from source."""
+    """Module ``name`` (``domain.usage.slots``, ``consumers.statistics``) imported from source."""
     module = _sources()[name]
     assert module.__file__ is not None and module.__file__.endswith(".py"), module.__file__
     return module

@@ -15,11 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-import consumers.statistics as statistics_module
 from consumers.statistics import (
     MonthNotEnded,
     close_due_months,
-    close_months,
     load_state,
     save_states,
 )
@@ -29,6 +27,7 @@ from infra.db import Database, MonthCloseRow, OutboxRow, UsageStateRow
 from infra.retention import DAY_MS, rereads_forgotten
 from infra.settings import Settings
 from schemas.decisions import CheckinAdmitted, RoomConfiguredDecision
+from tests.pure_domain import pure
 
 NOW = datetime(2026, 12, 1, 0, 5, tzinfo=UTC)
 
@@ -43,6 +42,8 @@ async def test_a_close_that_meets_a_newer_state_reads_again_and_closes(
     async with db.unit_of_work(settings.statistics_group) as uow:
         await save_states(uow, {"room:r1": RoomUsage("r1", "c")}, versions)
 
+    # The consumer's module from source: a compiled one calls ``close_due`` directly.
+    statistics_module = pure("consumers.statistics")
     real_close_due = statistics_module.close_due
     interfered: list[bool] = []
 
@@ -53,10 +54,8 @@ async def test_a_close_that_meets_a_newer_state_reads_again_and_closes(
             statistics_write_now(db, settings, versions)
         return real_close_due(*args)
 
-    # Patched where the consumer calls it: the domain may be compiled (``infra/native.py``),
-    # and a compiled module calls its own functions directly.
     monkeypatch.setattr(statistics_module, "close_due", close_due_while_the_consumer_writes)
-    assert await close_months(settings, db, "2026-11", NOW) == 1
+    assert await statistics_module.close_months(settings, db, "2026-11", NOW) == 1
     async with db.unit_of_work(settings.statistics_group) as uow:
         stored = await uow.load_states(UsageStateRow, ["room:r1"], lock=False)
     await db.dispose()

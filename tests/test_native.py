@@ -39,14 +39,18 @@ def test_a_source_changed_since_the_build_makes_it_stale(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     package = copy_of_the_sources(tmp_path)
+    for module in ("service_layer/processing.py", "infra/db/unit_of_work.py"):
+        (tmp_path / module).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / module, tmp_path / module)
     monkeypatch.setattr(_compiled, "PACKAGE", package)
     monkeypatch.setattr(_compiled, "MANIFEST", package / "_compiled.json")
+    monkeypatch.setattr(_compiled, "MODULES", ("domain", "service_layer.processing"))
     assert _compiled.stale() == ["domain/_compiled.json"]  # never built
 
     monkeypatch.setattr(native, "ROOT", tmp_path)
-    monkeypatch.setattr(native, "DOMAIN", package)
     hashes = {path: native.digest(tmp_path / path) for path in native.sources()}
-    assert "domain/usage/folding.py" in hashes and "domain/__init__.py" not in hashes
+    assert "domain/usage/folding.py" in hashes and "service_layer/processing.py" in hashes
+    assert "domain/__init__.py" not in hashes and "infra/db/unit_of_work.py" not in hashes
     (package / "_compiled.json").write_text(json.dumps({"sources": hashes}))
     assert _compiled.stale() == []
 
@@ -55,6 +59,18 @@ def test_a_source_changed_since_the_build_makes_it_stale(
     assert _compiled.stale() == ["domain/usage/folding.py"]
     (package / "months.py").unlink()
     assert _compiled.stale() == ["domain/usage/folding.py", "domain/months.py"]
+
+
+def test_the_listed_modules_are_the_ones_compiled() -> None:
+    listed = native.sources()
+    assert "consumers/statistics.py" in listed and "domain/capacity/room.py" in listed
+    assert not any(path.startswith("consumers/batch") for path in listed)
+    if domain.COMPILED:
+        import consumers.statistics
+        import service_layer.processing
+
+        for module in (consumers.statistics, service_layer.processing):
+            assert (module.__file__ or "").endswith(".so"), module.__file__
 
 
 def imported(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ One concept per module (each imports only those above it):
 The names the rest of the service uses are re-exported here.
 """
 
+import domain  # noqa: F401  first: compiled modules or their sources (domain/_compiled.py)
 from infra.db.database import Database, PendingMessage
 from infra.db.engine import WAL_AUTOCHECKPOINT_PAGES, JsonText, is_sqlite, make_engine
 from infra.db.tables import (
