@@ -15,6 +15,7 @@ import os
 import platform
 import sqlite3
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -365,6 +366,26 @@ def other_service_processes() -> list[str]:
         ):
             found.append(f"{entry.name}: {' '.join(part for part in argv if part)[:120]}")
     return sorted(found, key=lambda line: int(line.split(":", 1)[0]))
+
+
+def native_status(path: Path) -> str:
+    """Whether the checkout at ``path`` runs its mypyc build (``python -m infra.native status``
+    there), or why not; a checkout from before the build says so."""
+    if not (path / "infra" / "native.py").exists():
+        return "interpreted: no infra/native.py in this checkout"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "infra.native", "status"],
+            cwd=path,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SPACES_")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"unknown: {error}"[:200]
+    return done.stdout.strip()
 
 
 def git_revision(path: Path) -> dict[str, Any] | None:

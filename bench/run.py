@@ -63,6 +63,7 @@ from bench.common import (
     broker_up,
     git_revision,
     machine,
+    native_status,
     postgres_server,
 )
 from bench.context import Context
@@ -797,6 +798,7 @@ def render(report: dict[str, Any]) -> str:
         f"  service measured: {report['service_cwd']} at {_commit(service)}"
         f"{' (only ' + report['service_parts'] + ')' if report.get('service_parts') else ''}; "
         f"bench: {_commit(git.get('bench') or {})}",
+        f"  service code: {report.get('service_native') or 'not recorded'}",
         "",
     ]
     rows = [["figure", "value", "target", "result", "note"]]
@@ -892,6 +894,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     host = machine()
     git = {"bench": git_revision(REPO), "service": git_revision(args.service_cwd)}
+    native = native_status(args.service_cwd)
 
     pg: PgDatabases | None = None
     pg_note = "not part of this run"
@@ -932,6 +935,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cwd": str(Path.cwd()),
         "service_cwd": str(args.service_cwd),
         "service_parts": args.service_parts,
+        "service_native": native,
         "git": git,
         "machine": host,
         "broker": {
