@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.child import Child, cpu_seconds
 from bench.common import (
     git_revision,
+    native_status,
     other_service_processes,
     postgres_cpu_seconds,
     process_age_s,
@@ -186,6 +187,29 @@ def test_a_service_left_running_is_named_in_the_report_header() -> None:
             process.wait()
     found = {line.split(":", 1)[0] for line in other_service_processes()}
     assert not found & {str(process.pid) for process in started.values()}
+
+
+def test_the_report_says_whether_the_measured_checkout_ran_compiled(tmp_path: Path) -> None:
+    from domain import _compiled
+
+    here = native_status(Path(__file__).resolve().parents[1])
+    # Whatever SPACES_PURE_DOMAIN says here: the service the bench starts does not get it.
+    built = bool(_compiled.extensions()) and not _compiled.stale()
+    assert here.startswith("compiled:" if built else "interpreted:"), here
+    assert native_status(tmp_path) == "interpreted: no infra/native.py in this checkout"
+    report = {
+        "machine": {"nproc": 2, "cpu": "c", "python": "3", "sqlite": "3", "loadavg_at_start": []},
+        "git": {},
+        "command": "bench",
+        "date": "today",
+        "broker": {"bootstrap": "b", "note": "n"},
+        "service_cwd": ".",
+        "service_native": here,
+        "checks": [],
+        "output": "bench.json",
+        "elapsed_s": 1,
+    }
+    assert f"  service code: {here}" in render(report).splitlines()
 
 
 def test_a_broker_still_warming_up_in_the_ceiling_run_is_named_in_the_report_header() -> None:
