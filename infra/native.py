@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -95,7 +94,6 @@ def _compile(files: list[str], temp: Path) -> None:
         command.build_lib = str(temp / "lib")
         command.parallel = os.cpu_count() or 1
         distribution.run_command("build_ext")
-    shutil.rmtree(temp, ignore_errors=True)
 
 
 def status() -> str:

@@ -251,6 +251,7 @@ class Room:
     asks it at every save of the room, for the same last closing all day."""
 
     def __post_init__(self) -> None:
+        # The defaults of the fields above left out of __init__: mypyc's build does not set them.
         self._held = None
         self._closing_after = None
         self._tracked()

@@ -157,6 +157,7 @@ class CenterUsage:
     capacities cost as much as the rest of its document."""
 
     def __post_init__(self) -> None:
+        # The defaults of the fields above left out of __init__: mypyc's build does not set them.
         self._occupancy = 0
         self._groups = None
         self._open = _open_months(self.months)

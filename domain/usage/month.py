@@ -95,6 +95,7 @@ class MonthUsage:
     aggregate copies them instead of dividing and rounding 168 cells each time."""
 
     def __post_init__(self) -> None:
+        # The defaults of the fields above left out of __init__: mypyc's build does not set them.
         self._sorted_members = None
         self._cells = None
 

@@ -134,6 +134,7 @@ class RoomUsage:
     """Day up to which ``_expiry`` was drained (``None``: never)."""
 
     def __post_init__(self) -> None:
+        # The defaults of the fields above left out of __init__: mypyc's build does not set them.
         self._expired_before = None
         self._minutes_of = None
         self._open = _open_months(self.months)
