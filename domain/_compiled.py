@@ -61,17 +61,22 @@ def sources(root: Path | None = None) -> list[str]:
     return [path for path in found if path not in INTERPRETED]
 
 
+PACKAGES = ("schemas", "domain", "service_layer", "producers", "consumers", "infra", "entrypoints")
+"""The project's packages: an extension module anywhere in them is the build's."""
+SHARED_LIBRARY = "domain/native__mypyc"
+"""mypyc's library of the whole build (``infra/native.py``'s group), without its suffix."""
+
+
 def extensions(root: Path | None = None) -> list[Path]:
-    """The extension modules of a build that are there (mypyc's shared library included)."""
+    """The extension modules in the project's packages: the build's, mypyc's shared library
+    included, and any left by a build of a module no longer listed."""
     root = root or PACKAGE.parent
-    found = set(PACKAGE.rglob("*.so"))
-    for path in sources(root):
-        found.update((root / path).parent.glob(f"{Path(path).stem}.*.so"))
-    return sorted(found)
+    return sorted(path for package in PACKAGES for path in (root / package).rglob("*.so"))
 
 
 def stale() -> list[str]:
-    """The sources that differ from those the build compiled (all of them: no manifest)."""
+    """The sources that differ from those the build compiled (all of them: no manifest), and
+    the extension modules there that the build did not make (of a module no longer listed)."""
     try:
         built: dict[str, str] = json.loads(MANIFEST.read_text())["sources"]
     except (OSError, ValueError, KeyError):
@@ -83,16 +88,20 @@ def stale() -> list[str]:
         if built.get(path) != hashlib.sha256((root / path).read_bytes()).hexdigest()
     ]
     changed += [path for path in built if not (root / path).exists()]
+    for extension in extensions(root):
+        module = extension.relative_to(root).as_posix().split(".", 1)[0]
+        if module != SHARED_LIBRARY and f"{module}.py" not in built:
+            changed.append(extension.relative_to(root).as_posix())
     return changed
 
 
 class SourcesOnly(importlib.abc.MetaPathFinder):
-    """Imports the modules of ``MODULES`` from their ``.py`` files, never an extension."""
+    """Imports the project's modules from their ``.py`` files, never an extension."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if path is None or not compiled(fullname):
+        if path is None or fullname.partition(".")[0] not in PACKAGES:
             return None
         leaf = fullname.rpartition(".")[2]
         for entry in path:
@@ -117,7 +126,7 @@ def choose() -> bool:
         changed = stale()
         if not changed:
             return True
-        reason = f"{', '.join(changed[:3])} changed since the build"
+        reason = f"not as built: {', '.join(changed[:3])}"
     if not any(isinstance(finder, SourcesOnly) for finder in sys.meta_path):
         sys.meta_path.insert(0, SourcesOnly())
     if reason is not None:  # one line on stderr: logging is not set up yet at import

@@ -102,7 +102,7 @@ def status() -> str:
         return "interpreted: no compiled modules (python -m infra.native build)"
     changed = _compiled.stale()
     if changed:
-        return f"interpreted: the build is stale ({', '.join(changed[:5])} changed)"
+        return f"interpreted: the build is stale (not as built: {', '.join(changed[:5])})"
     return f"compiled: {len(extensions)} extension modules match their sources"
 
 

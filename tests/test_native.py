@@ -32,6 +32,9 @@ def copy_of_the_sources(tmp_path: Path) -> Path:
     """The package's sources alone (no build) under ``tmp_path``."""
     shutil.copytree(ROOT / "domain", tmp_path / "domain", ignore=shutil.ignore_patterns("*.so"))
     (tmp_path / "domain" / "_compiled.json").unlink(missing_ok=True)
+    for path in _compiled.sources(ROOT):  # the compiled modules outside ``domain``
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, tmp_path / path)
     return tmp_path / "domain"
 
 
@@ -39,9 +42,6 @@ def test_a_source_changed_since_the_build_makes_it_stale(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     package = copy_of_the_sources(tmp_path)
-    for module in ("service_layer/processing.py", "infra/db/unit_of_work.py"):
-        (tmp_path / module).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(ROOT / module, tmp_path / module)
     monkeypatch.setattr(_compiled, "PACKAGE", package)
     monkeypatch.setattr(_compiled, "MANIFEST", package / "_compiled.json")
     monkeypatch.setattr(_compiled, "MODULES", ("domain", "service_layer.processing"))
@@ -59,6 +59,27 @@ def test_a_source_changed_since_the_build_makes_it_stale(
     assert _compiled.stale() == ["domain/usage/folding.py"]
     (package / "months.py").unlink()
     assert _compiled.stale() == ["domain/usage/folding.py", "domain/months.py"]
+
+
+def test_an_extension_the_build_did_not_make_makes_it_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A module dropped from the list keeps the extension an older build left: it would
+    shadow its source unchecked."""
+    package = copy_of_the_sources(tmp_path)
+    monkeypatch.setattr(_compiled, "PACKAGE", package)
+    monkeypatch.setattr(_compiled, "MANIFEST", package / "_compiled.json")
+    monkeypatch.setattr(native, "ROOT", tmp_path)
+    hashes = {path: native.digest(tmp_path / path) for path in native.sources()}
+    (package / "_compiled.json").write_text(json.dumps({"sources": hashes}))
+    suffix = ".cpython-311-x86_64-linux-gnu.so"
+    (package / f"native__mypyc{suffix}").write_bytes(b"the build's library")
+    (package / "usage" / f"folding{suffix}").write_bytes(b"built")
+    assert _compiled.stale() == []
+    (tmp_path / "consumers" / f"relay{suffix}").write_bytes(b"left by an older build")
+    assert _compiled.stale() == [f"consumers/relay{suffix}"]
+    native.clean()
+    assert native.built() == [] and not (package / "_compiled.json").exists()
 
 
 def test_the_listed_modules_are_the_ones_compiled() -> None:
