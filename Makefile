@@ -5,8 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NATIVE := $(VENV)/.native
-NATIVE_SOURCES := $(shell find domain -name '*.py') service_layer/processing.py \
-	consumers/authority.py consumers/statistics.py infra/db/unit_of_work.py
+NATIVE_SOURCES := $(shell $(PYTHON) -P domain/_compiled.py)
 
 .PHONY: native system-deps install jars postgres lint typecheck test test-fast demo bench dashboard clean infra-up infra-down chaos
 

@@ -61,6 +61,11 @@ def sources(root: Path | None = None) -> list[str]:
     return [path for path in found if path not in INTERPRETED]
 
 
+def digest(path: Path) -> str:
+    """What the manifest keeps of a source compiled."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 PACKAGES = ("schemas", "domain", "service_layer", "producers", "consumers", "infra", "entrypoints")
 """The project's packages: an extension module anywhere in them is the build's."""
 SHARED_LIBRARY = "domain/native__mypyc"
@@ -82,11 +87,7 @@ def stale() -> list[str]:
     except (OSError, ValueError, KeyError):
         return ["domain/_compiled.json"]
     root = PACKAGE.parent
-    changed = [
-        path
-        for path in sources(root)
-        if built.get(path) != hashlib.sha256((root / path).read_bytes()).hexdigest()
-    ]
+    changed = [path for path in sources(root) if built.get(path) != digest(root / path)]
     changed += [path for path in built if not (root / path).exists()]
     for extension in extensions(root):
         module = extension.relative_to(root).as_posix().split(".", 1)[0]
@@ -136,3 +137,7 @@ def choose() -> bool:
             file=sys.stderr,
         )
     return False
+
+
+if __name__ == "__main__":  # the Makefile's list of what the build depends on
+    print(*sources(), Path(__file__).relative_to(PACKAGE.parent).as_posix())

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -43,10 +42,6 @@ def sources() -> list[str]:
     return _compiled.sources(ROOT)
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def built() -> list[Path]:
     """The extension modules of a build that are there."""
     return _compiled.extensions(ROOT)
@@ -62,7 +57,7 @@ def build() -> int:
     """Compile the domain in place; 0 when built, else 1 with nothing left behind."""
     clean()
     files = sources()
-    hashes = {path: digest(ROOT / path) for path in files}
+    hashes = {path: _compiled.digest(ROOT / path) for path in files}
     with tempfile.TemporaryDirectory(prefix="spaces-mypyc-") as temp:
         try:
             _compile(files, Path(temp))
@@ -70,7 +65,7 @@ def build() -> int:
             clean()
             print(f"infra.native: not compiled ({error}); the Python sources run", file=sys.stderr)
             return 1
-    if [digest(ROOT / path) for path in files] != list(hashes.values()):
+    if [_compiled.digest(ROOT / path) for path in files] != list(hashes.values()):
         clean()  # a source changed while it compiled: the build may not match it
         print("infra.native: a source changed during the build; run it again", file=sys.stderr)
         return 1

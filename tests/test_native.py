@@ -48,7 +48,7 @@ def test_a_source_changed_since_the_build_makes_it_stale(
     assert _compiled.stale() == ["domain/_compiled.json"]  # never built
 
     monkeypatch.setattr(native, "ROOT", tmp_path)
-    hashes = {path: native.digest(tmp_path / path) for path in native.sources()}
+    hashes = {path: _compiled.digest(tmp_path / path) for path in native.sources()}
     assert "domain/usage/folding.py" in hashes and "service_layer/processing.py" in hashes
     assert "domain/__init__.py" not in hashes and "infra/db/unit_of_work.py" not in hashes
     (package / "_compiled.json").write_text(json.dumps({"sources": hashes}))
@@ -70,7 +70,7 @@ def test_an_extension_the_build_did_not_make_makes_it_stale(
     monkeypatch.setattr(_compiled, "PACKAGE", package)
     monkeypatch.setattr(_compiled, "MANIFEST", package / "_compiled.json")
     monkeypatch.setattr(native, "ROOT", tmp_path)
-    hashes = {path: native.digest(tmp_path / path) for path in native.sources()}
+    hashes = {path: _compiled.digest(tmp_path / path) for path in native.sources()}
     (package / "_compiled.json").write_text(json.dumps({"sources": hashes}))
     suffix = ".cpython-311-x86_64-linux-gnu.so"
     (package / f"native__mypyc{suffix}").write_bytes(b"the build's library")
